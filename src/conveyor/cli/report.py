@@ -1,0 +1,43 @@
+"""`conveyor report`: per phase, the tables, functions and views installed, with row counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import click
+from rich.table import Table
+
+from conveyor.cli.context import connection, console
+from conveyor.phases import catalog, runner
+from conveyor.phases.runner import ReportObject
+
+
+def report_tables(objects: dict[int, list[ReportObject]]) -> list[Table]:
+    """One table per phase with its objects; counts by kind in the title."""
+    tables: list[Table] = []
+    for number, items in sorted(objects.items()):
+        counts = Counter(item.kind for item in items)
+        summary = ", ".join(f"{n} {kind}s" for kind, n in sorted(counts.items()))
+        table = Table(title=f"phase {number} {catalog.get(number).title}: {summary}")
+        table.add_column("kind")
+        table.add_column("name")
+        table.add_column("rows", justify="right")
+        for item in items:
+            if item.kind in {"index", "sequence"}:
+                continue
+            table.add_row(item.kind, item.name, "" if item.rows is None else f"{item.rows:,}")
+        tables.append(table)
+    return tables
+
+
+@click.command()
+@click.pass_context
+def report(ctx: click.Context) -> None:
+    """Per phase: the tables, functions and views installed, with counts and row counts."""
+    with connection(ctx) as conn:
+        objects = runner.report(conn)
+    if not objects:
+        console.print("no phase is applied; start with `conveyor phase plan 0`")
+        return
+    for table in report_tables(objects):
+        console.print(table)

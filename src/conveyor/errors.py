@@ -1,0 +1,109 @@
+"""Exceptions conveyor raises on purpose.
+
+ConveyorError
+├── ConfigError          the environment or a setting is wrong; names it and the fix
+├── EmbeddedServerError  the embedded PostgreSQL could not be started or reached
+├── Refused              a gated SQL function said no and changed nothing (.reason)
+│   ├── Disabled         reason "<flag>_disabled": the phase's flag is off
+│   └── LeaseLost        reason "lease_lost": reaped; another worker owns the job
+├── InvalidInput         the database rejected an argument (SQLSTATE 22023 and kin)
+├── PhaseError           plan/apply/rollback cannot proceed
+│   ├── PhaseOrderError  a phase was asked for before (or after) one it depends on
+│   └── DisciplineError  a migration file mixes DDL with DML, or touches a protected object
+└── GateFailed           a verification gate item failed (.failures)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+
+class ConveyorError(Exception):
+    """Base of every exception conveyor raises on purpose."""
+
+
+class ConfigError(ConveyorError):
+    """The environment or a setting is wrong."""
+
+
+class EmbeddedServerError(ConveyorError):
+    """The embedded PostgreSQL server could not be started or reached."""
+
+
+class Refused(ConveyorError):
+    """A gated SQL function refused and changed nothing."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        self.answer = answer
+        self.reason = str(answer.get("reason", "refused"))
+        context = ", ".join(f"{k}={v}" for k, v in answer.items() if k not in {"refused", "reason"})
+        super().__init__(f"refused: {self.reason}" + (f" ({context})" if context else ""))
+
+
+class Disabled(Refused):
+    """The flag that gates the function is off."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        super().__init__(answer)
+        flag = self.reason.removesuffix("_disabled")
+        self.args = (
+            f"refused: {self.reason}; the feature is switched off. Enable it with "
+            f"`SELECT conveyor.fn_config_set('queue.{flag}.enabled', 'true')` "
+            "or run `conveyor demo` to see a configured system",
+        )
+
+
+class LeaseLost(Refused):
+    """The lease token no longer matches: the job was reaped or finished elsewhere."""
+
+
+class InvalidInput(ConveyorError):
+    """The database rejected an argument; the message names it and the limit."""
+
+
+class PhaseError(ConveyorError):
+    """A phase command cannot proceed."""
+
+
+class PhaseOrderError(PhaseError):
+    """A phase was asked for before a phase it depends on (or rolled back before a dependent)."""
+
+
+class DisciplineError(PhaseError):
+    """A migration file breaks the runner's discipline rules."""
+
+
+class GateFailed(ConveyorError):
+    """One or more items of a verification gate failed."""
+
+    def __init__(self, phase: int, failures: list[tuple[str, str]]) -> None:
+        self.phase = phase
+        self.failures = failures
+        items = "; ".join(f"{item}: {detail}" for item, detail in failures)
+        super().__init__(f"phase {phase} gate failed {len(failures)} item(s): {items}")
+
+
+# SQLSTATE → exception class for errors conveyor can explain better than psycopg.
+_SQLSTATE_CLASSES: dict[str, type[ConveyorError]] = {
+    "22023": InvalidInput,  # invalid_parameter_value
+    "22P02": InvalidInput,  # invalid_text_representation
+    "22003": InvalidInput,  # numeric_value_out_of_range
+    "23514": InvalidInput,  # check_violation
+}
+
+
+def translate(error: psycopg.Error) -> Exception:
+    """Return the conveyor exception for *error*, or *error* itself when none fits."""
+    sqlstate = error.sqlstate or ""
+    cls = _SQLSTATE_CLASSES.get(sqlstate)
+    if cls is None:
+        return error
+    diag = error.diag
+    message = diag.message_primary or str(error)
+    if diag.message_hint:
+        message += f" (hint: {diag.message_hint})"
+    translated = cls(message)
+    translated.__cause__ = error
+    return translated

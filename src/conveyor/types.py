@@ -1,0 +1,5 @@
+"""Type aliases shared across conveyor."""
+
+from typing import Any
+
+JsonObject = dict[str, Any]

@@ -1,0 +1,54 @@
+"""Small helpers shared by the tests (no queue logic: that lives in the SQL)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+SEARCH_PATH_OPTION = "-c search_path=conveyor,public"
+
+
+def scalar(conn: psycopg.Connection[Any], query: Any, params: Any = None) -> Any:
+    """First column of the first row of *query*."""
+    row = conn.execute(query, params).fetchone()
+    assert row is not None, "query returned no row"
+    return row[0]
+
+
+def set_flag(conn: psycopg.Connection[Any], key: str, value: Any) -> None:
+    """Set a dot_config key directly (tests only; users go through fn_config_set)."""
+    conn.execute(
+        "UPDATE conveyor.dot_config SET value = %s WHERE key = %s",
+        (Jsonb(value), key),
+    )
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll *predicate* until it returns a truthy value; fail the test after *timeout* s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+        time.sleep(interval)
+
+
+def with_database(dsn: str, dbname: str) -> str:
+    """*dsn* pointed at another database."""
+    params = conninfo_to_dict(dsn)
+    params["dbname"] = dbname
+    return make_conninfo("", **{k: str(v) for k, v in params.items() if v is not None})
+
+
+def worker_log(process: Any) -> str:
+    """Everything a worker subprocess started by the worker tests printed so far."""
+    from pathlib import Path
+
+    return Path(process.log_path).read_text(errors="replace")
