@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.types.json import Jsonb
 
 SEARCH_PATH_OPTION = "-c search_path=conveyor,public"
 

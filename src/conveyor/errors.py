@@ -15,7 +15,7 @@ ConveyorError
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 
@@ -43,16 +43,29 @@ class Refused(ConveyorError):
 
 
 class Disabled(Refused):
-    """The flag that gates the function is off."""
+    """The flag (or switch) that gates the function is off."""
+
+    # How to switch each gate on; a reason not listed here points at `conveyor phase status`.
+    _REMEDIES: ClassVar[dict[str, str]] = {
+        "job_substrate_disabled": (
+            "SELECT conveyor.fn_config_set('queue.job_substrate.enabled', 'true')"
+        ),
+        "lease_reaper_disabled": (
+            "SELECT conveyor.fn_config_set('queue.lease_reaper.enabled', 'true')"
+        ),
+        "auto_instantiate_legacy_disabled": (
+            "SELECT conveyor.fn_config_set('iu.auto_instantiate.legacy_enabled', 'true')"
+        ),
+        "outbound_worker_disabled": (
+            "UPDATE conveyor.iu_outbound_worker SET enabled = true WHERE name = '<worker>'"
+        ),
+    }
 
     def __init__(self, answer: dict[str, Any]) -> None:
         super().__init__(answer)
-        flag = self.reason.removesuffix("_disabled")
-        self.args = (
-            f"refused: {self.reason}; the feature is switched off. Enable it with "
-            f"`SELECT conveyor.fn_config_set('queue.{flag}.enabled', 'true')` "
-            "or run `conveyor demo` to see a configured system",
-        )
+        remedy = self._REMEDIES.get(self.reason)
+        how = f"switch it on with `{remedy}`" if remedy else "see `conveyor phase status` for flags"
+        self.args = (f"refused: {self.reason}; the feature is switched off: {how}",)
 
 
 class LeaseLost(Refused):

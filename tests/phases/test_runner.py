@@ -4,6 +4,7 @@ protected objects, archive/restore, concurrency and catalog round trips."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -182,7 +183,7 @@ def test_rollback_of_tables_holding_rows_needs_an_archive(conn, tmp_path: Path) 
     archive = tmp_path / "phase1.sql"
     result = runner.rollback(conn, 1, "tests", archive=archive)
     assert result.archived == {"conveyor.job_queue": 1}
-    assert "COPY conveyor.job_queue" in archive.read_text()
+    assert 'INSERT INTO "conveyor"."job_queue"' in archive.read_text()
 
     apply(conn, 1)
     assert runner.restore(conn, archive) == {"conveyor.job_queue": 1}
@@ -209,3 +210,56 @@ def test_report_lists_each_phases_tables_with_row_counts(conn) -> None:
 def test_unknown_and_unimplemented_phases_are_clear_errors(conn) -> None:
     with pytest.raises(PhaseError, match="there is no phase 9"):
         runner.ratify(conn, 9, "tests")
+
+
+def test_running_the_down_file_by_hand_refuses_to_drop_rows(conn) -> None:
+    from conveyor.phases import sqlfile
+
+    apply(conn, 0)
+    apply(conn, 1)
+    conn.execute(
+        "UPDATE conveyor.dot_config SET value = 'true' WHERE key = 'queue.job_substrate.enabled'"
+    )
+    conn.execute("SELECT conveyor.fn_job_enqueue(kind => 'demo.keep')")
+    down = sqlfile.read(catalog.get(1).file("ddl.down"))
+    with (
+        pytest.raises(
+            psycopg.errors.ObjectInUse, match=r"would drop the rows of conveyor\.job_queue"
+        ),
+        conn.transaction(),
+    ):
+        conn.execute(down.text.encode())
+    assert scalar(conn, "SELECT count(*) FROM conveyor.job_queue") == 1
+
+
+def test_phase_0_with_events_rolls_back_with_an_archive_that_psql_restores(
+    conn, empty_dsn: str, tmp_path: Path
+) -> None:
+    apply(conn, 0)
+    conn.execute("SELECT conveyor.fn_event_type_register('shop.order_placed')")
+    event_id = scalar(conn, "SELECT conveyor.fn_outbox_emit('staging.record_marked', '{\"n\": 7}')")
+    archive = tmp_path / "phase0.sql"
+
+    runner.rollback(conn, 0, "tests", archive=archive)
+    apply(conn, 0)
+    psql = shutil.which("psql") or str(Path(catalog.__file__).parent)  # fails loudly if absent
+    subprocess.run(
+        [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", str(archive), empty_dsn],
+        check=True,
+        capture_output=True,
+    )
+
+    assert (
+        scalar(
+            conn,
+            "SELECT count(*) FROM conveyor.event_type_registry"
+            " WHERE event_type = 'shop.order_placed'",
+        )
+        == 1
+    )
+    assert (
+        scalar(conn, "SELECT payload->>'n' FROM conveyor.event_outbox WHERE id = %s", (event_id,))
+        == "7"
+    )
+    new_id = scalar(conn, "SELECT conveyor.fn_outbox_emit('shop.order_placed')")
+    assert new_id > event_id

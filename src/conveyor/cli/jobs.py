@@ -18,10 +18,13 @@ def _payload(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise click.BadParameter(f"not valid JSON ({error.msg} at char {error.pos})",
-                                 param_hint="--payload") from error
+        raise click.BadParameter(
+            f"not valid JSON ({error.msg} at char {error.pos})", param_hint="--payload"
+        ) from error
     if not isinstance(value, dict):
-        raise click.BadParameter("must be a JSON object, e.g. '{\"to\": 42}'", param_hint="--payload")
+        raise click.BadParameter(
+            "must be a JSON object, e.g. '{\"to\": 42}'", param_hint="--payload"
+        )
     return value
 
 
@@ -30,7 +33,9 @@ def _payload(text: str) -> dict[str, Any]:
 @click.option("--payload", default="{}", show_default=True, help="JSON object.")
 @click.option("--queue", default=None)
 @click.option("--priority", type=int, default=None, help="Higher runs first.")
-@click.option("--run-at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]), default=None)
+@click.option(
+    "--run-at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]), default=None
+)
 @click.option("--idempotency-key", default=None)
 @click.option("--max-attempts", type=int, default=None)
 @click.pass_context
@@ -47,8 +52,16 @@ def enqueue(
     """Enqueue one job of KIND and print its id."""
     body = _payload(payload)
     with connection(ctx) as conn:
-        job_id = jobs.enqueue(conn, kind, body, queue=queue, priority=priority, run_at=run_at,
-                              idempotency_key=idempotency_key, max_attempts=max_attempts)
+        job_id = jobs.enqueue(
+            conn,
+            kind,
+            body,
+            queue=queue,
+            priority=priority,
+            run_at=run_at,
+            idempotency_key=idempotency_key,
+            max_attempts=max_attempts,
+        )
     console.print(job_id)
 
 
@@ -93,8 +106,12 @@ REPLAY_SQL: LiteralString = """
 @click.option("--by", default=None, help="Who replays (recorded).")
 @click.pass_context
 def dlq_replay(
-    ctx: click.Context, dead_letter_id: int | None, kind: str | None, queue: str | None,
-    limit: int, by: str | None,
+    ctx: click.Context,
+    dead_letter_id: int | None,
+    kind: str | None,
+    queue: str | None,
+    limit: int,
+    by: str | None,
 ) -> None:
     """Put dead-lettered jobs back in the queue with attempts = 0."""
     if dead_letter_id is None and kind is None and queue is None:
@@ -104,7 +121,11 @@ def dlq_replay(
     for item in answer.get("replayed", []):
         console.print(f"dead letter {item['dead_letter_id']} → job {item['job_id']}")
     for item in answer.get("skipped", []):
-        detail = ", ".join(f"{k}={v}" for k, v in item.items() if k not in {"dead_letter_id", "reason"})
-        console.print(f"dead letter {item['dead_letter_id']} skipped: {item['reason']} {detail}".rstrip())
+        detail = ", ".join(
+            f"{k}={v}" for k, v in item.items() if k not in {"dead_letter_id", "reason"}
+        )
+        console.print(
+            f"dead letter {item['dead_letter_id']} skipped: {item['reason']} {detail}".rstrip()
+        )
     if not answer.get("replayed") and not answer.get("skipped"):
         console.print("nothing to replay")

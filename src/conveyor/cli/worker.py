@@ -11,9 +11,13 @@ from conveyor.worker import Worker, WorkerConfig
 
 @click.command()
 @click.option("--app", "app", required=True, help="MODULE:REGISTRY holding the handlers.")
-@click.option("--queue", "queues", multiple=True, help="Queue to claim from (repeatable; default 'default').")
+@click.option(
+    "--queue", "queues", multiple=True, help="Queue to claim from (repeatable; default 'default')."
+)
 @click.option("--concurrency", type=click.IntRange(1, 1000), default=10, show_default=True)
-@click.option("--batch", type=click.IntRange(1, 1000), default=None, help="Claim batch (default: free slots).")
+@click.option(
+    "--batch", type=click.IntRange(1, 1000), default=None, help="Claim batch (default: free slots)."
+)
 @click.option("--lease-seconds", type=click.IntRange(3, 86400), default=30, show_default=True)
 @click.option("--poll-interval", type=click.FloatRange(0.01, 60), default=0.5, show_default=True)
 @click.option("--grace-period", type=click.FloatRange(0, 3600), default=30.0, show_default=True)

@@ -16,7 +16,7 @@ _OBJECTS: LiteralString = """
 WITH ns AS (
     SELECT n.oid, n.nspname FROM pg_namespace AS n WHERE n.nspname = ANY(%(schemas)s)
 )
-SELECT 'schema', ns.nspname,
+SELECT 'schema', ns.nspname::text,
        concat_ws(' ', pg_get_userbyid(n.nspowner), n.nspacl::text,
                  obj_description(ns.oid, 'pg_namespace'))
   FROM ns JOIN pg_namespace AS n ON n.oid = ns.oid

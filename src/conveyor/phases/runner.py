@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, LiteralString
+from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from conveyor.errors import DisciplineError, GateFailed, PhaseError, PhaseOrderError
-from conveyor.phases import catalog, fingerprint, sqlfile
+from conveyor.phases import archive, catalog, fingerprint, sqlfile
 from conveyor.phases.catalog import Phase
 from conveyor.phases.sqlfile import Kind
 
@@ -351,9 +351,7 @@ def _record_gate(conn: Conn, result: GateResult, by: str) -> None:
             result.phase,
             by,
             result.passed,
-            Jsonb(
-                [{"item": i.item, "passed": i.passed, "detail": i.detail} for i in result.items]
-            ),
+            Jsonb([{"item": i.item, "passed": i.passed, "detail": i.detail} for i in result.items]),
         ),
     )
 
@@ -462,9 +460,9 @@ def apply(conn: Conn, number: int, by: str | None = None) -> ApplyResult:
             changed = _changed_files(conn, phase)
             if changed:
                 raise PhaseError(
-                    f"phase {number} is applied, but {', '.join(changed)} changed since; the runner "
-                    f"never re-runs an applied file: roll back (`conveyor phase rollback {number}`) "
-                    "and apply again to take the change"
+                    f"phase {number} is applied, but {', '.join(changed)} changed since; the "
+                    "runner never re-runs an applied file: roll back (`conveyor phase rollback "
+                    f"{number}`) and apply again to take the change"
                 )
             result.already_applied = True
             return result
@@ -612,6 +610,8 @@ def rollback(
                     f"rows were written to {', '.join(grown)} during the rollback; nothing was "
                     "dropped: run the rollback again"
                 )
+            if holding:  # written to the archive above: the down file's guard may drop them
+                conn.execute("SET LOCAL conveyor.rollback_rows_archived = 'on'")
             protected = fingerprint.protected_fingerprint(conn)
             _run_file(conn, files["ddl.down"])
             _check_protected(conn, phase, protected)
@@ -650,17 +650,11 @@ def write_archive(
     tmp = path.with_suffix(path.suffix + ".partial")
     try:
         with tmp.open("w", encoding="utf-8") as out, conn.transaction():
-            out.write(
-                f"-- conveyor archive of phase {phase.number} ({phase.title}) rows, "
-                f"taken {datetime.now().astimezone().isoformat(timespec='seconds')}\n"
-                f"-- Restore after `conveyor phase apply {phase.number}` with "
-                f"`conveyor phase restore {path.name}`\n"
-                f"-- or `psql -v ON_ERROR_STOP=1 -1 -f {path.name}`.\n"
-            )
+            archive.write_header(out, phase.number, phase.title, path.name)
             if files is not None:
                 _run_file(conn, files["data.down"])
-            for table in tables:
-                _archive_table(conn, table, out)
+            for table in archive.parents_first(conn, tables):
+                archive.write_table(conn, table, out)
             raise _Rollback
     except _Rollback:
         pass
@@ -670,74 +664,10 @@ def write_archive(
     tmp.replace(path)
 
 
-_COLUMNS: LiteralString = """
-SELECT a.attname, a.attidentity
-  FROM pg_attribute AS a
- WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
- ORDER BY a.attnum
-"""
-
-
-def _archive_table(conn: Conn, table: str, out: Any) -> None:
-    schema, name = table.split(".", 1)
-    columns = conn.execute(_COLUMNS, (table,)).fetchall()
-    names = [str(c[0]) for c in columns]
-    column_list = sql.SQL(", ").join(sql.Identifier(c) for c in names)
-    target = sql.Identifier(schema, name)
-    header = sql.SQL("COPY {} ({}) FROM stdin;").format(target, column_list).as_string(conn)
-    out.write(f"\n{header}\n")
-    copy_sql = sql.SQL("COPY {} ({}) TO STDOUT").format(target, column_list)
-    with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
-        for data in copy:
-            out.write(bytes(data).decode("utf-8"))
-    out.write("\\.\n")
-    for column, identity in columns:
-        if identity:
-            out.write(
-                sql.SQL(
-                    "SELECT setval(pg_get_serial_sequence({}, {}), "
-                    "greatest((SELECT max({}) FROM {}), 1));\n"
-                )
-                .format(sql.Literal(table), sql.Literal(column), sql.Identifier(column), target)
-                .as_string(conn)
-            )
-
-
 def restore(conn: Conn, path: Path) -> dict[str, int]:
     """Load an archive written by `rollback --archive` back into the (re-applied) tables."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise PhaseError(f"cannot read archive {path}: {error.strerror}") from error
-    restored: dict[str, int] = {}
-    lines = text.splitlines(keepends=True)
-    with _locked(conn), conn.transaction():
-        i = 0
-        while i < len(lines):
-            line = lines[i]
-            if line.startswith("COPY ") and line.rstrip().endswith("FROM stdin;"):
-                end = lines.index("\\.\n", i + 1)
-                data = "".join(lines[i + 1 : end])
-                table = line.split()[1]
-                try:
-                    with (
-                        conn.cursor() as cursor,
-                        cursor.copy(line.rstrip().rstrip(";").encode()) as copy,
-                    ):
-                        copy.write(data)
-                except psycopg.Error as error:
-                    raise PhaseError(
-                        f"restoring {table} from {path} failed: {str(error).strip()}; is the phase "
-                        "applied (`conveyor phase status`)? Nothing was restored"
-                    ) from error
-                restored[table] = data.count("\n")
-                i = end + 1
-            elif line.startswith("SELECT setval("):
-                conn.execute(line.encode())
-                i += 1
-            else:
-                i += 1
-    return restored
+    with _locked(conn):
+        return archive.restore(conn, path)
 
 
 # ---------------------------------------------------------------------------------------------

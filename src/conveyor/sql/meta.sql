@@ -92,3 +92,31 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION conveyor_meta.fn_outbox_snapshot() IS 'Results of the fixed event_outbox regression queries (count, max id, per-type counts, row checksum, columns)';
+
+-- Down files call this before dropping tables: dropping a table drops its rows, so it refuses
+-- unless every table is empty or the caller declared the rows archived (the runner sets
+-- conveyor.rollback_rows_archived after `rollback --archive FILE` wrote them out; a psql user who
+-- archived them another way may `SET LOCAL conveyor.rollback_rows_archived = on` too).
+CREATE OR REPLACE FUNCTION conveyor_meta.fn_assert_empty_for_drop(tables regclass[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_table regclass;
+    v_has_rows boolean;
+BEGIN
+    IF current_setting('conveyor.rollback_rows_archived', true) = 'on' THEN
+        RETURN;
+    END IF;
+    FOREACH v_table IN ARRAY tables LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', v_table) INTO v_has_rows;
+        IF v_has_rows THEN
+            RAISE EXCEPTION 'rollback would drop the rows of %', v_table
+                USING ERRCODE = 'object_in_use',
+                      HINT = 'Use `conveyor phase rollback N --archive FILE` to write them out first.';
+        END IF;
+    END LOOP;
+END;
+$$;
+COMMENT ON FUNCTION conveyor_meta.fn_assert_empty_for_drop(regclass[]) IS
+    'Raise unless every table is empty or conveyor.rollback_rows_archived is on (down files call it before DROP TABLE)';

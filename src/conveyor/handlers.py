@@ -1,0 +1,147 @@
+"""Handler registry: job kind → a plain function (async or sync) that does the work.
+
+A handler receives a `JobContext` and returns a JSON-able result (or None). It can end the
+attempt differently by raising `Snooze`, `Retry` or `Fail`; any other exception is a
+transient failure (retried with backoff until max_attempts, then dead-lettered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.errors import ConfigError
+from conveyor.jobs import ClaimedJob
+from conveyor.types import JsonObject
+
+
+class HandlerOutcome(Exception):
+    """Base of the exceptions a handler raises to choose how its attempt ends."""
+
+
+class Snooze(HandlerOutcome):
+    """Run the job again after *seconds*, without spending an attempt."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"snooze {seconds} s")
+        self.seconds = seconds
+
+
+class Retry(HandlerOutcome):
+    """Fail this attempt and retry (after *in_seconds*, else the configured backoff)."""
+
+    def __init__(self, reason: str = "retry requested", in_seconds: float | None = None) -> None:
+        super().__init__(reason)
+        self.in_seconds = in_seconds
+
+
+class Fail(HandlerOutcome):
+    """Fail permanently: the job goes to the dead letter queue at once."""
+
+
+@dataclass(slots=True)
+class JobContext:
+    """What a handler gets: the job, a cancellation signal and (if transactional) a connection.
+
+    ``conn`` is set only for handlers registered with ``transactional=True``: a psycopg
+    connection inside the transaction that will also complete the job, so the handler's writes
+    and the completion commit together (async handlers get an AsyncConnection).
+    """
+
+    job: ClaimedJob
+    worker: str
+    conn: Any = None
+    _cancelled: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def payload(self) -> JsonObject:
+        return self.job.payload
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was cancelled or its lease lost: stop work and return."""
+        return self._cancelled.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise asyncio.CancelledError when the job should stop (cooperative cancellation)."""
+        if self._cancelled.is_set():
+            raise asyncio.CancelledError("job cancelled")
+
+
+HandlerFunc = Callable[[JobContext], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    """A registered handler and its options."""
+
+    kind: str
+    func: HandlerFunc
+    timeout: float | None
+    transactional: bool
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
+
+
+class Registry:
+    """Maps job kinds to handlers; a worker claims only the kinds registered here."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def handler(
+        self, kind: str, *, timeout: float | None = None, transactional: bool = False
+    ) -> Callable[[HandlerFunc], HandlerFunc]:
+        """Register the decorated function for *kind*.
+
+        *timeout* (seconds) bounds one attempt; past it the attempt fails as transient.
+        *transactional* hands the handler the worker's connection (see JobContext.conn).
+        """
+        if not kind:
+            raise ConfigError("a handler needs a non-empty job kind")
+        if timeout is not None and timeout <= 0:
+            raise ConfigError(f"handler {kind!r}: timeout must be > 0 seconds, got {timeout}")
+
+        def register(func: HandlerFunc) -> HandlerFunc:
+            if kind in self._handlers:
+                raise ConfigError(f"job kind {kind!r} already has a handler")
+            self._handlers[kind] = Handler(kind, func, timeout, transactional)
+            return func
+
+        return register
+
+    def get(self, kind: str) -> Handler | None:
+        return self._handlers.get(kind)
+
+    @property
+    def kinds(self) -> list[str]:
+        return sorted(self._handlers)
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+
+def load(spec: str) -> Registry:
+    """Import ``module:attribute`` and return the Registry it names (for `--app`)."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"--app {spec!r}: expected MODULE:REGISTRY, e.g. myapp.jobs:registry")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(f"--app {spec!r}: cannot import {module_name}: {error}") from error
+    registry = getattr(module, attribute, None)
+    if not isinstance(registry, Registry):
+        raise ConfigError(
+            f"--app {spec!r}: {module_name}.{attribute} is not a conveyor.handlers.Registry"
+        )
+    if not len(registry):
+        raise ConfigError(f"--app {spec!r}: the registry has no handlers")
+    return registry

@@ -1,0 +1,293 @@
+"""The synchronous client: one wrapper per fn_job_* call, on the caller's connection.
+
+Each wrapper sends one SQL constant and parses the answer; the rules (gating, fencing,
+idempotency, backoff) live in the SQL functions. ``None`` always means "the database default".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, LiteralString
+from uuid import UUID
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from conveyor.calls import call
+from conveyor.types import JsonObject
+
+Conn = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job this worker holds a lease on."""
+
+    job_id: int
+    queue: str
+    kind: str
+    payload: JsonObject
+    priority: int
+    attempts: int
+    max_attempts: int
+    lease_token: UUID
+    lease_expires_at: datetime
+
+    @classmethod
+    def from_answer(cls, item: JsonObject) -> ClaimedJob:
+        return cls(
+            job_id=int(item["job_id"]),
+            queue=str(item["queue"]),
+            kind=str(item["kind"]),
+            payload=dict(item["payload"]),
+            priority=int(item["priority"]),
+            attempts=int(item["attempts"]),
+            max_attempts=int(item["max_attempts"]),
+            lease_token=UUID(str(item["lease_token"])),
+            lease_expires_at=datetime.fromisoformat(str(item["lease_expires_at"])),
+        )
+
+
+ENQUEUE_SQL: LiteralString = """
+    SELECT conveyor.fn_job_enqueue(
+        kind => %s::text,
+        payload => %s::jsonb,
+        queue => %s::text,
+        priority => %s::integer,
+        run_at => %s::timestamptz,
+        idempotency_key => %s::text,
+        max_attempts => %s::integer
+    )
+"""
+
+
+def enqueue(
+    conn: Conn,
+    kind: str,
+    payload: JsonObject | None = None,
+    *,
+    queue: str | None = None,
+    priority: int | None = None,
+    run_at: datetime | None = None,
+    idempotency_key: str | None = None,
+    max_attempts: int | None = None,
+) -> int:
+    """Enqueue one job on *conn*, inside the caller's transaction; return its id.
+
+    Wraps ``fn_job_enqueue``. With an *idempotency_key* that matches a live job, returns that
+    job's id instead. Raises Disabled while ``queue.job_substrate.enabled`` is false and
+    InvalidInput for a bad argument.
+    """
+    answer = call(
+        conn,
+        ENQUEUE_SQL,
+        (kind, Jsonb(payload or {}), queue, priority, run_at, idempotency_key, max_attempts),
+    )
+    return int(answer["job_id"])
+
+
+ENQUEUE_MANY_SQL: LiteralString = """
+    SELECT conveyor.fn_job_enqueue_many(
+        jobs => %s::jsonb
+    )
+"""
+
+
+def enqueue_many(conn: Conn, jobs: Iterable[JsonObject]) -> list[int]:
+    """Enqueue many jobs in one call; each item has enqueue's keyword names. Return ids in order.
+
+    Wraps ``fn_job_enqueue_many``; datetimes in ``run_at`` are sent as ISO strings.
+    """
+    items = [
+        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in job.items()}
+        for job in jobs
+    ]
+    if not items:
+        return []
+    answer = call(conn, ENQUEUE_MANY_SQL, (Jsonb(items),))
+    return [int(i) for i in answer["job_ids"]]
+
+
+CLAIM_SQL: LiteralString = """
+    SELECT conveyor.fn_job_claim(
+        worker => %s::text,
+        queues => %s::text[],
+        kinds => %s::text[],
+        batch => %s::integer,
+        lease_seconds => %s::integer
+    )
+"""
+
+
+def claim_params(
+    worker: str,
+    queues: Sequence[str] | None,
+    kinds: Sequence[str] | None,
+    batch: int | None,
+    lease_seconds: int | None,
+) -> tuple[Any, ...]:
+    """Arguments of CLAIM_SQL (shared by the sync client and the asyncio worker)."""
+    return (
+        worker,
+        list(queues) if queues is not None else None,
+        list(kinds) if kinds is not None else None,
+        batch,
+        lease_seconds,
+    )
+
+
+def parse_claim(answer: JsonObject) -> list[ClaimedJob]:
+    """The jobs of a fn_job_claim answer."""
+    return [ClaimedJob.from_answer(item) for item in answer["jobs"]]
+
+
+def claim(
+    conn: Conn,
+    worker: str,
+    *,
+    queues: Sequence[str] | None = None,
+    kinds: Sequence[str] | None = None,
+    batch: int | None = None,
+    lease_seconds: int | None = None,
+) -> list[ClaimedJob]:
+    """Claim up to *batch* ready jobs (priority, then run_at order). Wraps ``fn_job_claim``."""
+    answer = call(conn, CLAIM_SQL, claim_params(worker, queues, kinds, batch, lease_seconds))
+    return parse_claim(answer)
+
+
+COMPLETE_SQL: LiteralString = """
+    SELECT conveyor.fn_job_complete(
+        job_id => %s::bigint,
+        lease_token => %s::uuid,
+        result => %s::jsonb
+    )
+"""
+
+
+def complete(conn: Conn, job_id: int, lease_token: UUID, result: JsonObject | None = None) -> None:
+    """Mark the job succeeded. Wraps ``fn_job_complete``; raises LeaseLost on a stale token."""
+    call(conn, COMPLETE_SQL, (job_id, lease_token, Jsonb(result) if result is not None else None))
+
+
+COMPLETE_MANY_SQL: LiteralString = """
+    SELECT conveyor.fn_job_complete_many(
+        job_ids => %s::bigint[],
+        lease_tokens => %s::uuid[]
+    )
+"""
+
+
+def complete_many(conn: Conn, jobs: Sequence[tuple[int, UUID]]) -> tuple[list[int], list[int]]:
+    """Complete several jobs in one call; return (completed ids, lease-lost ids)."""
+    answer = call(conn, COMPLETE_MANY_SQL, ([j for j, _ in jobs], [t for _, t in jobs]))
+    return [int(i) for i in answer["completed"]], [int(i) for i in answer["lease_lost"]]
+
+
+FAIL_TRANSIENT_SQL: LiteralString = """
+    SELECT conveyor.fn_job_fail_transient(
+        job_id => %s::bigint,
+        lease_token => %s::uuid,
+        error => %s::text,
+        retry_in_seconds => %s::numeric
+    )
+"""
+
+
+def fail_transient(
+    conn: Conn,
+    job_id: int,
+    lease_token: UUID,
+    error: str | None = None,
+    *,
+    retry_in_seconds: float | None = None,
+) -> JsonObject:
+    """Report a retryable failure. Wraps ``fn_job_fail_transient``; the answer says whether the
+    job was re-queued (``status: queued``, ``run_at``) or dead-lettered (attempts exhausted)."""
+    return call(conn, FAIL_TRANSIENT_SQL, (job_id, lease_token, error, retry_in_seconds))
+
+
+FAIL_PERMANENT_SQL: LiteralString = """
+    SELECT conveyor.fn_job_fail_permanent(
+        job_id => %s::bigint,
+        lease_token => %s::uuid,
+        error => %s::text
+    )
+"""
+
+
+def fail_permanent(
+    conn: Conn, job_id: int, lease_token: UUID, error: str | None = None
+) -> JsonObject:
+    """Send the job to the dead letter queue. Wraps ``fn_job_fail_permanent``."""
+    return call(conn, FAIL_PERMANENT_SQL, (job_id, lease_token, error))
+
+
+EXTEND_SQL: LiteralString = """
+    SELECT conveyor.fn_job_extend_lease(
+        job_id => %s::bigint,
+        lease_token => %s::uuid,
+        lease_seconds => %s::integer
+    )
+"""
+
+
+def extend_lease(
+    conn: Conn, job_id: int, lease_token: UUID, lease_seconds: int | None = None
+) -> JsonObject:
+    """Extend the lease; the answer carries ``cancel_requested``. Wraps ``fn_job_extend_lease``."""
+    return call(conn, EXTEND_SQL, (job_id, lease_token, lease_seconds))
+
+
+SNOOZE_SQL: LiteralString = """
+    SELECT conveyor.fn_job_snooze(
+        job_id => %s::bigint,
+        lease_token => %s::uuid,
+        seconds => %s::numeric
+    )
+"""
+
+
+def snooze(conn: Conn, job_id: int, lease_token: UUID, seconds: float) -> JsonObject:
+    """Put the job back for *seconds* without spending an attempt. Wraps ``fn_job_snooze``."""
+    return call(conn, SNOOZE_SQL, (job_id, lease_token, seconds))
+
+
+RELEASE_SQL: LiteralString = """
+    SELECT conveyor.fn_job_release(
+        job_id => %s::bigint,
+        lease_token => %s::uuid
+    )
+"""
+
+
+def release(conn: Conn, job_id: int, lease_token: UUID) -> JsonObject:
+    """Give the job back now without spending an attempt. Wraps ``fn_job_release``."""
+    return call(conn, RELEASE_SQL, (job_id, lease_token))
+
+
+CANCEL_SQL: LiteralString = """
+    SELECT conveyor.fn_job_cancel(
+        job_id => %s::bigint,
+        reason => %s::text
+    )
+"""
+
+
+def cancel(conn: Conn, job_id: int, reason: str | None = None) -> JsonObject:
+    """Cancel a queued job, or ask a running one to stop. Wraps ``fn_job_cancel``."""
+    return call(conn, CANCEL_SQL, (job_id, reason))
+
+
+CANCEL_ACK_SQL: LiteralString = """
+    SELECT conveyor.fn_job_cancel_ack(
+        job_id => %s::bigint,
+        lease_token => %s::uuid
+    )
+"""
+
+
+def cancel_ack(conn: Conn, job_id: int, lease_token: UUID) -> JsonObject:
+    """End a cancel-requested running job as cancelled. Wraps ``fn_job_cancel_ack``."""
+    return call(conn, CANCEL_ACK_SQL, (job_id, lease_token))

@@ -1,0 +1,26 @@
+-- iu_core.fn_iu_op_cut: CUT: approved → cut (records cut_target), emits staging.record_consumed
+-- in the same transaction. Repeating it on a record already past the step answers ok with
+-- already:true; a record not yet at the step before it is refused with invalid_transition.
+-- Answer: {"ok": true, "already": false, "op": "cut", "record_id", "collection",
+--          "record_key", "status", "event_id"} | {"ok": true, "already": true, "op",
+--          "record_id", "status"} | {"refused": true, "reason": "invalid_transition" |
+--          "record_not_found", "op", "record_id", "status", "expected"}.
+CREATE OR REPLACE FUNCTION iu_core.fn_iu_op_cut(
+    record_id  bigint,
+    actor      text,
+    cut_target text DEFAULT NULL
+) RETURNS jsonb
+LANGUAGE sql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, iu_core, conveyor, pg_temp
+AS $$
+    SELECT iu_core.fn_iu_op_transition(
+        record_id => fn_iu_op_cut.record_id, actor => fn_iu_op_cut.actor, op => 'cut',
+        cut_target => fn_iu_op_cut.cut_target)
+$$;
+REVOKE ALL ON FUNCTION iu_core.fn_iu_op_cut(bigint, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION iu_core.fn_iu_op_cut(bigint, text, text)
+    TO conveyor_admin, conveyor_worker;
+COMMENT ON FUNCTION iu_core.fn_iu_op_cut(bigint, text, text) IS
+    'CUT: approved → cut (records cut_target), emits staging.record_consumed. Repeat past the step: {ok, already:true}; wrong state: {refused, reason: invalid_transition, status}. Example: SELECT iu_core.fn_iu_op_cut(record_id => 1, actor => ''alice'')';

@@ -1,0 +1,24 @@
+-- iu_core.fn_iu_op_verify_cut: VERIFY_CUT: cut → verified, emits staging.record_verified
+-- in the same transaction. Repeating it on a record already past the step answers ok with
+-- already:true; a record not yet at the step before it is refused with invalid_transition.
+-- Answer: {"ok": true, "already": false, "op": "verify_cut", "record_id", "collection",
+--          "record_key", "status", "event_id"} | {"ok": true, "already": true, "op",
+--          "record_id", "status"} | {"refused": true, "reason": "invalid_transition" |
+--          "record_not_found", "op", "record_id", "status", "expected"}.
+CREATE OR REPLACE FUNCTION iu_core.fn_iu_op_verify_cut(
+    record_id bigint,
+    actor     text
+) RETURNS jsonb
+LANGUAGE sql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, iu_core, conveyor, pg_temp
+AS $$
+    SELECT iu_core.fn_iu_op_transition(
+        record_id => fn_iu_op_verify_cut.record_id, actor => fn_iu_op_verify_cut.actor, op => 'verify_cut')
+$$;
+REVOKE ALL ON FUNCTION iu_core.fn_iu_op_verify_cut(bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION iu_core.fn_iu_op_verify_cut(bigint, text)
+    TO conveyor_admin, conveyor_worker;
+COMMENT ON FUNCTION iu_core.fn_iu_op_verify_cut(bigint, text) IS
+    'VERIFY_CUT: cut → verified, emits staging.record_verified. Repeat past the step: {ok, already:true}; wrong state: {refused, reason: invalid_transition, status}. Example: SELECT iu_core.fn_iu_op_verify_cut(record_id => 1, actor => ''alice'')';

@@ -1,0 +1,191 @@
+-- fn_job_enqueue_many: add many jobs in one call, one INSERT, on the caller's connection. jobs is
+-- a JSON array of objects with fn_job_enqueue's argument names as keys (all but kind optional;
+-- JSON null = default). The whole array is validated set-wise before anything is written: the
+-- first bad element is reported as jobs[<0-based index>].<key>. Idempotency keys behave as in
+-- fn_job_enqueue: an element whose key a live job holds reports that job; an array repeating a
+-- key inserts the first element and reports its id for the later ones. job_ids follow the input
+-- order; created counts the rows actually inserted.
+CREATE OR REPLACE FUNCTION conveyor.fn_job_enqueue_many(
+    jobs jsonb
+) RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, conveyor, pg_temp
+AS $$
+DECLARE
+    c_keys       CONSTANT text[] := ARRAY['kind', 'payload', 'queue', 'priority', 'run_at',
+                                          'idempotency_key', 'max_attempts'];
+    v_max_bytes  integer;
+    v_max_depth  integer;
+    v_bad        record;
+    v_kinds      text[];
+    v_payloads   jsonb[];
+    v_queues     text[];
+    v_priorities numeric[];
+    v_run_ats    timestamptz[];
+    v_keys       text[];
+    v_maxes      numeric[];
+    v_ids        bigint[];
+    v_created    integer;
+    v_resolved   boolean;
+BEGIN
+    IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+    END IF;
+
+    IF fn_job_enqueue_many.jobs IS NULL OR jsonb_typeof(fn_job_enqueue_many.jobs) <> 'array' THEN
+        RAISE EXCEPTION 'fn_job_enqueue_many: jobs must be a JSON array, not %',
+                        coalesce(jsonb_typeof(fn_job_enqueue_many.jobs), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass [{"kind": "…", "payload": {…}}, …].';
+    END IF;
+    IF jsonb_array_length(fn_job_enqueue_many.jobs) = 0 THEN
+        RETURN jsonb_build_object('ok', true, 'job_ids', '[]'::jsonb, 'created', 0);
+    END IF;
+
+    -- 1. Shape: objects with known keys whose values have the right JSON type (null = default).
+    SELECT e.ord - 1 AS idx, s.problem INTO v_bad
+      FROM jsonb_array_elements(fn_job_enqueue_many.jobs) WITH ORDINALITY AS e(job, ord)
+     CROSS JOIN LATERAL (SELECT CASE
+               WHEN jsonb_typeof(e.job) <> 'object' THEN
+                    ARRAY['', format('must be a JSON object, not %s', jsonb_typeof(e.job))]
+               WHEN e.job - c_keys <> '{}' THEN
+                    ARRAY['', format('has unknown key %L; the keys are %s',
+                                     (SELECT min(k.key) FROM jsonb_object_keys(e.job - c_keys) AS k(key)),
+                                     array_to_string(c_keys, ', '))]
+               WHEN coalesce(jsonb_typeof(e.job -> 'kind'), 'null') <> 'string' THEN
+                    ARRAY['.kind', 'is required and must be a JSON string']
+               WHEN coalesce(jsonb_typeof(e.job -> 'queue'), 'null') NOT IN ('string', 'null') THEN
+                    ARRAY['.queue', 'must be a JSON string or null']
+               WHEN coalesce(jsonb_typeof(e.job -> 'priority'), 'null') NOT IN ('number', 'null') THEN
+                    ARRAY['.priority', 'must be a JSON number or null']
+               WHEN coalesce(jsonb_typeof(e.job -> 'run_at'), 'null') NOT IN ('string', 'null') THEN
+                    ARRAY['.run_at', 'must be a timestamp string (ISO 8601) or null']
+               WHEN coalesce(jsonb_typeof(e.job -> 'idempotency_key'), 'null') NOT IN ('string', 'null') THEN
+                    ARRAY['.idempotency_key', 'must be a JSON string or null']
+               WHEN coalesce(jsonb_typeof(e.job -> 'max_attempts'), 'null') NOT IN ('number', 'null') THEN
+                    ARRAY['.max_attempts', 'must be a JSON number or null']
+           END AS problem) AS s
+     WHERE s.problem IS NOT NULL
+     ORDER BY e.ord
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'fn_job_enqueue_many: jobs[%]% %', v_bad.idx, v_bad.problem[1], v_bad.problem[2]
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Each element is an object like {"kind": "…", "payload": {…}}; fix that element.';
+    END IF;
+
+    -- 2. Typed columns, in input order. Only the run_at cast can fail here.
+    BEGIN
+        SELECT array_agg(e.job ->> 'kind' ORDER BY e.ord),
+               array_agg(CASE WHEN jsonb_typeof(e.job -> 'payload') = 'null' THEN NULL
+                              ELSE e.job -> 'payload' END ORDER BY e.ord),
+               array_agg(e.job ->> 'queue' ORDER BY e.ord),
+               array_agg((e.job -> 'priority')::numeric ORDER BY e.ord),
+               array_agg((e.job ->> 'run_at')::timestamptz ORDER BY e.ord),
+               array_agg(e.job ->> 'idempotency_key' ORDER BY e.ord),
+               array_agg((e.job -> 'max_attempts')::numeric ORDER BY e.ord)
+          INTO v_kinds, v_payloads, v_queues, v_priorities, v_run_ats, v_keys, v_maxes
+          FROM jsonb_array_elements(fn_job_enqueue_many.jobs) WITH ORDINALITY AS e(job, ord);
+    EXCEPTION WHEN data_exception THEN
+        -- Error path only: find the first element whose run_at does not parse.
+        FOR v_bad IN
+            SELECT e.ord - 1 AS idx, e.job ->> 'run_at' AS run_at
+              FROM jsonb_array_elements(fn_job_enqueue_many.jobs) WITH ORDINALITY AS e(job, ord)
+             WHERE jsonb_typeof(e.job -> 'run_at') = 'string'
+             ORDER BY e.ord
+        LOOP
+            BEGIN
+                PERFORM v_bad.run_at::timestamptz;
+            EXCEPTION WHEN data_exception THEN
+                RAISE EXCEPTION 'fn_job_enqueue_many: jobs[%].run_at % is not a timestamp',
+                                v_bad.idx, quote_literal(left(v_bad.run_at, 64))
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Use ISO 8601 with a time zone, e.g. 2030-01-31T12:00:00Z, or null.';
+            END;
+        END LOOP;
+        RAISE;  -- not a run_at after all: let the original error through
+    END;
+
+    -- 3. Values: the same rules as fn_job_enqueue, row by row inside one query.
+    v_max_bytes := fn_job__config_number('queue.payload.max_bytes', 262144)::integer;
+    v_max_depth := fn_job__config_number('queue.payload.max_depth', 32)::integer;
+    SELECT u.ord - 1 AS idx, p.problem INTO v_bad
+      FROM unnest(v_kinds, v_payloads, v_queues, v_priorities, v_run_ats, v_keys, v_maxes)
+           WITH ORDINALITY AS u(kind, payload, queue, priority, run_at, idempotency_key, max_attempts, ord)
+     CROSS JOIN LATERAL (SELECT fn_job__enqueue_problem(
+               u.kind, u.payload, u.queue, u.priority, u.run_at, u.idempotency_key, u.max_attempts,
+               v_max_bytes, v_max_depth) AS problem) AS p
+     WHERE p.problem IS NOT NULL
+     ORDER BY u.ord
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'fn_job_enqueue_many: jobs[%].% %', v_bad.idx, v_bad.problem[1], v_bad.problem[2]
+            USING ERRCODE = 'invalid_parameter_value', HINT = v_bad.problem[3];
+    END IF;
+
+    -- 4. One INSERT. ids are drawn from the identity sequence up front so each input element
+    -- maps to its row without relying on RETURNING order. An element repeating an earlier
+    -- element's key maps to that earlier element (first_ord). NULL id = key held by a live job.
+    WITH input AS (
+        SELECT u.*,
+               CASE WHEN u.idempotency_key IS NULL THEN u.ord
+                    ELSE min(u.ord) OVER (PARTITION BY u.idempotency_key) END AS first_ord
+          FROM unnest(v_kinds, v_payloads, v_queues, v_priorities, v_run_ats, v_keys, v_maxes)
+               WITH ORDINALITY AS u(kind, payload, queue, priority, run_at, idempotency_key, max_attempts, ord)
+    ), fresh AS MATERIALIZED (
+        SELECT i.ord, nextval('conveyor.job_queue_id_seq') AS id, i.kind, i.payload, i.queue,
+               i.priority, i.run_at, i.idempotency_key, i.max_attempts
+          FROM input AS i
+         WHERE i.ord = i.first_ord
+         ORDER BY i.ord  -- nextval runs after the sort: ids ascend in input order (FIFO)
+    ), inserted AS (
+        INSERT INTO job_queue AS jq
+               (id, queue, kind, payload, priority, status, run_at, idempotency_key, max_attempts)
+        OVERRIDING SYSTEM VALUE
+        SELECT f.id, coalesce(f.queue, 'default'), f.kind, coalesce(f.payload, '{}'),
+               coalesce(f.priority, 0)::smallint, 'queued', coalesce(f.run_at, now()),
+               f.idempotency_key, f.max_attempts::integer
+          FROM fresh AS f
+         ORDER BY f.ord
+        ON CONFLICT (idempotency_key)
+           WHERE idempotency_key IS NOT NULL AND status IN ('waiting', 'queued', 'in_progress')
+           DO NOTHING
+        RETURNING jq.id
+    )
+    SELECT array_agg(ins.id ORDER BY i.ord),
+           (SELECT count(*) FROM inserted)
+      INTO v_ids, v_created
+      FROM input AS i
+      JOIN fresh AS f ON f.ord = i.first_ord
+      LEFT JOIN inserted AS ins ON ins.id = f.id;
+
+    -- 5. Keys a live job already held: report that job (a separate statement, so a twin that a
+    -- concurrent transaction committed while the INSERT waited on it is visible).
+    IF array_position(v_ids, NULL) IS NOT NULL THEN
+        SELECT array_agg(coalesce(u.id, jq.id) ORDER BY u.ord),
+               bool_and(coalesce(u.id, jq.id) IS NOT NULL)
+          INTO v_ids, v_resolved
+          FROM unnest(v_ids, v_keys) WITH ORDINALITY AS u(id, idempotency_key, ord)
+          LEFT JOIN job_queue AS jq
+                 ON u.id IS NULL
+                AND jq.idempotency_key = u.idempotency_key
+                AND jq.status IN ('waiting', 'queued', 'in_progress');
+        IF NOT v_resolved THEN
+            -- The live twin finished between the two statements: rare; the caller retries.
+            RAISE EXCEPTION 'fn_job_enqueue_many: an idempotency key changed hands during the call'
+                USING ERRCODE = 'serialization_failure', HINT = 'Retry the transaction.';
+        END IF;
+    END IF;
+
+    RETURN jsonb_build_object('ok', true, 'job_ids', to_jsonb(v_ids), 'created', v_created);
+END;
+$$;
+REVOKE ALL ON FUNCTION conveyor.fn_job_enqueue_many(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION conveyor.fn_job_enqueue_many(jsonb) TO conveyor_worker, conveyor_admin;
+COMMENT ON FUNCTION conveyor.fn_job_enqueue_many(jsonb) IS
+    'Enqueue an array of jobs ([{"kind":…,"payload":…,"queue":…,"priority":…,"run_at":…,'
+    '"idempotency_key":…,"max_attempts":…}, …]) in one INSERT. → {"ok":true,"job_ids":[… in input '
+    'order …],"created":n}; elements whose idempotency key a live job holds (or an earlier element '
+    'holds) report that job''s id. Invalid element → SQLSTATE 22023 naming jobs[i].key (0-based). '
+    'Refuses job_substrate_disabled while queue.job_substrate.enabled is false.';
