@@ -1,5 +1,5 @@
-"""Lease renewal on its own thread and connection, so a blocked event loop, a long synchronous
-handler or a saturated pool can never starve it (RELIABILITY §0.3)."""
+"""Lease renewal and the worker's heartbeat on their own thread and connection, so a blocked event
+loop, a long synchronous handler or a saturated pool can never starve them (RELIABILITY §0.3)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import psycopg
 from conveyor import jobs
 from conveyor.calls import call
 from conveyor.errors import LeaseLost
+from conveyor.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +32,24 @@ class LeaseKeeper:
     """
 
     def __init__(
-        self, url: str, worker: str, lease_seconds: int, snapshot: Snapshot, on_event: OnEvent
+        self,
+        url: str,
+        worker: str,
+        lease_seconds: int,
+        snapshot: Snapshot,
+        on_event: OnEvent,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.url = url
         self.worker = worker
         self.lease_seconds = lease_seconds
         self.snapshot = snapshot
         self.on_event = on_event
+        self.heartbeat = heartbeat
         self.interval = max(0.5, lease_seconds / 6)
+        if heartbeat is not None:
+            self.interval = min(self.interval, heartbeat.cadence_seconds)
+        self._last_beat = float("-inf")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="conveyor-lease", daemon=True)
         self._conn: psycopg.Connection[Any] | None = None
@@ -48,18 +59,41 @@ class LeaseKeeper:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = True) -> None:
+        """Stop the thread; a graceful stop also deregisters the heartbeat (no silence alarm)."""
         self._stop.set()
         self._thread.join(timeout=10)
+        if graceful and self.heartbeat is not None:
+            conn = self._connection()
+            if conn is not None:
+                self.heartbeat.deregister(conn)
         if self._conn is not None:
             self._conn.close()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while True:
             try:
+                self._beat()
                 self.tick()
             except Exception:  # never let the renewal thread die
                 log.exception("lease renewal round failed")
+            if self._stop.wait(self.interval):
+                return
+
+    def _beat(self) -> None:
+        if self.heartbeat is None:
+            return
+        now = time.monotonic()
+        if now - self._last_beat < self.heartbeat.cadence_seconds:
+            return
+        conn = self._connection()
+        if conn is None:
+            return
+        try:
+            self.heartbeat.beat(conn)
+            self._last_beat = now
+        except psycopg.Error as error:
+            log.warning("heartbeat failed: %s", str(error).strip()[:200])
 
     def _connection(self) -> psycopg.Connection[Any] | None:
         if self._conn is not None and not self._conn.closed and not self._conn.broken:

@@ -21,12 +21,14 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from conveyor import jobs
+from conveyor import jobs, tick
 from conveyor.calls import acall, call
 from conveyor.errors import ConfigError, Disabled, LeaseLost, Refused
 from conveyor.handlers import Fail, Handler, JobContext, Registry, Retry, Snooze
+from conveyor.heartbeat import Heartbeat, process_metadata
 from conveyor.jobs import ClaimedJob
 from conveyor.lease import LeaseKeeper
+from conveyor.notify import Listener
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class WorkerConfig:
     poll_interval: float = 0.5
     grace_period: float = 30.0
     summary_every: float = 60.0
+    heartbeat_seconds: int = 5
     check_phases: bool = True
 
     def __post_init__(self) -> None:
@@ -119,6 +122,7 @@ class Worker:
         self._async_pool: AsyncConnectionPool | None = None
         self._sync_pool: ConnectionPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.listener: Listener | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -131,12 +135,31 @@ class Worker:
         """Claim and run jobs until `stop()`; then drain gracefully and return the counters."""
         self._loop = asyncio.get_running_loop()
         self._conn = await self._connect()
-        if self.config.check_phases:
-            await self._check_phases()
+        applied = await self._check_phases()
+        beat = None
+        if 3 in applied:
+            metadata = {
+                "queues": list(self.config.queues or ["default"]),
+                "kinds": self.registry.kinds,
+            }
+            beat = Heartbeat(
+                self.name, "worker", self.config.heartbeat_seconds, process_metadata(metadata)
+            )
         keeper = LeaseKeeper(
-            self.url, self.name, self.config.lease_seconds, self._snapshot, self._on_lease_event
+            self.url,
+            self.name,
+            self.config.lease_seconds,
+            self._snapshot,
+            self._on_lease_event,
+            beat,
         )
         keeper.start()
+        listener: asyncio.Task[None] | None = None
+        if 3 in applied:  # the NOTIFY bridge exists from phase 3 on (it may still be switched off)
+            self.listener = Listener(self.url, self.name, self.wake)
+            listener = asyncio.create_task(
+                self.listener.run(self._stopping), name="conveyor-listen"
+            )
         flusher = asyncio.create_task(self._flush_loop(), name="conveyor-completions")
         summary = asyncio.create_task(self._summary_loop(), name="conveyor-summary")
         log.info(
@@ -151,6 +174,8 @@ class Worker:
             await self._drain()
         finally:
             summary.cancel()
+            if listener is not None:
+                listener.cancel()
             self._flush_needed.set()
             await self._flush_completions()
             flusher.cancel()
@@ -192,22 +217,21 @@ class Worker:
             self.url, autocommit=True, application_name=f"conveyor-worker:{self.name}"[:63]
         )
 
-    async def _check_phases(self) -> None:
+    async def _check_phases(self) -> set[int]:
+        """The applied phases; refuses to start without the ones the worker needs."""
         assert self._conn is not None
-        cursor = await self._conn.execute(
-            "SELECT coalesce(array_agg(ps.phase ORDER BY ps.phase), '{}')"
-            "  FROM conveyor_meta.phase_state AS ps WHERE ps.state = 'applied'"
-            if await self._has_meta()
-            else "SELECT '{}'::int[]"
-        )
-        row = await cursor.fetchone()
-        found = sorted(row[0]) if row else []
+        found: list[int] = []
+        if await self._has_meta():
+            cursor = await self._conn.execute(tick.APPLIED_SQL)
+            row = await cursor.fetchone()
+            found = sorted(row[0]) if row else []
         missing = [p for p in REQUIRED_PHASES if p not in found]
-        if missing:
+        if missing and self.config.check_phases:
             raise ConfigError(
                 f"found phases {found or 'none'}, need {list(REQUIRED_PHASES)}: run "
                 f"`conveyor phase apply {missing[0]}` (after `conveyor phase ratify {missing[0]}`)"
             )
+        return set(found)
 
     async def _has_meta(self) -> bool:
         assert self._conn is not None

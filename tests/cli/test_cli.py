@@ -154,3 +154,14 @@ def test_an_unreachable_database_is_a_one_line_error_without_the_password() -> N
     assert "Error: cannot connect to" in result.stderr
     assert "sentinel-pw-77" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_tick_runs_one_round_and_reports_each_step(empty_dsn: str) -> None:
+    for number in ("0", "1", "2"):
+        conveyor("phase", "ratify", number, "--by", "t", url=empty_dsn)
+        assert conveyor("phase", "apply", number, url=empty_dsn).returncode == 0
+    result = conveyor("tick", url=empty_dsn)
+    assert result.returncode == 0, result.stderr
+    for step in ("lease_reaper", "outbound", "retention"):
+        assert step in result.stdout
+    assert "job_substrate_disabled" in result.stdout

@@ -36,12 +36,16 @@ def cli(ctx: click.Context, database_url: str | None, data_dir: Path | None, ver
 
 
 def _register() -> None:
-    from conveyor.cli import demo, jobs, outbound, phase, report, worker
+    from conveyor.cli import demo, jobs, operations, outbound, phase, report, worker
 
     cli.add_command(phase.phase)
     cli.add_command(worker.worker)
     cli.add_command(jobs.enqueue)
     cli.add_command(jobs.dlq)
+    cli.add_command(operations.tick_command)
+    cli.add_command(operations.orchestrator)
+    cli.add_command(operations.health)
+    cli.add_command(operations.up)
     cli.add_command(report.report)
     cli.add_command(demo.demo)
     cli.add_command(outbound.outbound)
