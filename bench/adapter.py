@@ -228,6 +228,18 @@ def scenario_enqueue(args: argparse.Namespace, single: bool) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- workers
 
 
+def worker_slots(args: argparse.Namespace) -> int:
+    """Job slots of one Worker: --concurrency claim loops of --batch jobs each.
+
+    The harness' raw reference runs C claim loops that each work through a batch of B jobs; a
+    conveyor Worker holds at most `concurrency` jobs and claims up to `batch` of them at once, so
+    the same shape is C·B slots claimed B at a time.
+    """
+    if args.slots is not None:
+        return int(args.slots)
+    return max(1, int(args.concurrency)) * int(args.batch or 1)
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerPlan:
     """What each worker process runs: conveyor's WorkerConfig settings and the database."""
@@ -538,10 +550,11 @@ def config_notes(args: argparse.Namespace) -> str:
         return "conveyor.jobs.enqueue, one autocommit call (= 1 transaction) per job"
     if args.scenario == "install":
         return f"phases {', '.join(map(str, PHASES))} via conveyor.phases.runner"
-    batch = "free slots (default)" if args.batch is None else f"min({args.batch}, free slots)"
+    batch = "free slots (default)" if args.batch is None else str(args.batch)
     return (
-        f"{args.processes} proc x Worker(concurrency={args.concurrency} job slots), "
-        f"claim batch {batch}, async no-op handler, completions flushed with "
+        f"{args.processes} proc x {args.concurrency} claim loop(s) x batch {batch} = "
+        f"Worker(concurrency={worker_slots(args)} job slots, batch {batch}), "
+        f"async no-op handler, completions flushed with "
         f"fn_job_complete_many, poll {args.poll_interval:g} s (no NOTIFY: phase 3 not "
         f"applied), lease {args.lease_seconds} s, asyncio loop"
     )
@@ -574,6 +587,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--batch", type=int, default=None, help="WorkerConfig.batch (claim batch cap)"
     )
+    parser.add_argument(
+        "--slots",
+        type=int,
+        default=None,
+        help="WorkerConfig.concurrency directly (default: --concurrency x --batch)",
+    )
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--idle", type=float, default=1.5)
@@ -597,7 +616,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return scenario_enqueue(args, single=args.scenario == "enqueue1")
     plan = WorkerPlan(
         dsn=args.dsn,
-        concurrency=args.concurrency,
+        concurrency=worker_slots(args),
         batch=args.batch,
         poll_interval=args.poll_interval,
         lease_seconds=args.lease_seconds,

@@ -65,6 +65,8 @@ def measure(dsn: str, setting: Setting, jobs: int, timeout: float) -> Measuremen
         "--processes",
         str(setting.processes),
         "--concurrency",
+        "1",
+        "--slots",
         str(setting.concurrency),
         "--batch",
         str(setting.batch),

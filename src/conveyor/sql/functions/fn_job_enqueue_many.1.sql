@@ -11,6 +11,9 @@ CREATE OR REPLACE FUNCTION conveyor.fn_job_enqueue_many(
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, conveyor, pg_temp
+-- Custom plans every call: after five calls plpgsql would switch to a generic plan whose joins
+-- of the CTEs by id become nested loops over the whole batch (17 ms → 62 ms per 1,000 jobs).
+SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
     c_keys       CONSTANT text[] := ARRAY['kind', 'payload', 'queue', 'priority', 'run_at',
