@@ -61,7 +61,8 @@ def render(conn: psycopg.Connection[Any]) -> str:
         if kind == "function":
             short = name.split("(")[0]
             security = "SECURITY DEFINER" if definer else "SECURITY INVOKER"
-            lines.append(f"\n#### `{short}`\n\n```sql\n{short}({arguments}) RETURNS {result}\n```\n")
+            signature = f"{short}({arguments}) RETURNS {result}"
+            lines.append(f"\n#### `{short}`\n\n```sql\n{signature}\n```\n")
             lines.append(f"{security}. {text}\n")
         else:
             lines.append(f"- `{name}`: {text}")

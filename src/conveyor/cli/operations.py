@@ -74,7 +74,22 @@ def _run_until_signal(runner: Orchestrator) -> None:
     asyncio.run(main())
 
 
-HEALTH_SQL: LiteralString = "SELECT h.* FROM conveyor.v_queue_health AS h ORDER BY 1"
+HEALTH_SQL: LiteralString = """
+    SELECT h.component, h.component_kind AS kind, h.status_hint,
+           round(h.heartbeat_age_seconds::numeric, 1) AS beat_age_s,
+           h.cursor_lag_events AS cursor_lag, h.backlog_count AS backlog,
+           round(h.oldest_ready_age_seconds::numeric, 1) AS oldest_ready_s,
+           h.in_progress_count AS in_progress, h.expired_lease_count AS expired_leases,
+           h.dead_letter_open_count AS dead_letters
+      FROM conveyor.v_queue_health AS h
+     ORDER BY h.component
+"""
+SIGNALS_SQL: LiteralString = """
+    SELECT round(max(h.oldest_xmin_age_seconds)::numeric, 1),
+           round(max(h.job_queue_dead_tuple_ratio)::numeric, 3),
+           max(h.notification_queue_usage)
+      FROM conveyor.v_queue_health AS h
+"""
 
 
 @click.command()
@@ -88,17 +103,23 @@ def health(ctx: click.Context) -> None:
         cursor = conn.execute(HEALTH_SQL)
         columns = [c.name for c in cursor.description or []]
         rows = cursor.fetchall()
+        signals = conn.execute(SIGNALS_SQL).fetchone()
     table = Table(title="queue health")
     for column in columns:
         table.add_column(column.replace("_", " "))
     colour = {"fresh": "green", "late": "yellow", "stale": "red", "never": "red"}
     hint_at = columns.index("status_hint")
     for row in rows:
-        cells = ["" if v is None else str(round(v, 1) if isinstance(v, float) else v) for v in row]
+        cells = ["" if v is None else str(v) for v in row]
         hint = str(row[hint_at])
         cells[hint_at] = f"[{colour.get(hint, 'white')}]{hint}[/{colour.get(hint, 'white')}]"
         table.add_row(*cells)
     console.print(table)
+    if signals is not None and rows:
+        console.print(
+            f"database: oldest transaction/xmin age {signals[0]} s, job_queue dead tuple ratio "
+            f"{signals[1]}, notification queue usage {signals[2]}"
+        )
     unhealthy = [str(r[0]) for r in rows if r[hint_at] != "fresh"]
     if unhealthy:
         err_console.print(f"not fresh: {', '.join(unhealthy)}")

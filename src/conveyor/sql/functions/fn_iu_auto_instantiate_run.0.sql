@@ -76,7 +76,8 @@ BEGIN
 END;
 $$;
 REVOKE ALL ON FUNCTION conveyor.fn_iu_auto_instantiate_run(integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION conveyor.fn_iu_auto_instantiate_run(integer)
-    TO conveyor_admin, conveyor_worker;
+-- A consumer tick that moves the legacy cursor: the orchestrator's (conveyor_admin), not a
+-- worker's.
+GRANT EXECUTE ON FUNCTION conveyor.fn_iu_auto_instantiate_run(integer) TO conveyor_admin;
 COMMENT ON FUNCTION conveyor.fn_iu_auto_instantiate_run(integer) IS
     'Legacy consumer: read up to batch events through cursor legacy.auto_instantiate, instantiate each iu.template.instance_auto_composed event, advance. Gated by iu.auto_instantiate.legacy_enabled (refusal auto_instantiate_legacy_disabled). Answer {ok, consumer, read, matched, created, already, invalid, invalid_event_ids}. Example: SELECT conveyor.fn_iu_auto_instantiate_run()';

@@ -90,7 +90,8 @@ BEGIN
 END;
 $$;
 REVOKE ALL ON FUNCTION conveyor.fn_iu_outbound_tick(text, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION conveyor.fn_iu_outbound_tick(text, integer)
-    TO conveyor_admin, conveyor_worker;
+-- A tick, like the reaper and prune: the orchestrator's (conveyor_admin), not a worker's (the
+-- log sink returns every event's payload).
+GRANT EXECUTE ON FUNCTION conveyor.fn_iu_outbound_tick(text, integer) TO conveyor_admin;
 COMMENT ON FUNCTION conveyor.fn_iu_outbound_tick(text, integer) IS
     'One round of an outbound worker: deliver up to batch (default 500) events past its cursor to its sink (table: iu_outbound_delivery; log: returned as "events"), advance, stamp last_run_at = clock_timestamp() even when idle. Answer {ok, worker, sink, delivered, last_run_at[, events]}; disabled worker: refusal outbound_worker_disabled. Example: SELECT conveyor.fn_iu_outbound_tick()';

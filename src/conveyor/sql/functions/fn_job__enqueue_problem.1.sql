@@ -7,6 +7,10 @@
 -- O(1) read of its header rather than a serialisation, and what the row stores before TOAST
 -- compression. Measured against the JSON text: ~1.0x for long strings, ~1.1x for a small flat
 -- object, ~1.5x for an array of 1,000 small objects (headers per value).
+-- An argument that is already TOAST-compressed (read from a table, e.g. a caller's temp table)
+-- would report its compressed size there: 20 MB of repetitive JSON measured 229 kB and passed
+-- the 256 kB limit. Such a value is measured decompressed instead (`|| '{}'` returns the
+-- detoasted value, same binary format), so the limit always bounds what a claim hands out.
 -- Depth is checked without recursion: strict $.**{N} finds any value N levels down (a level is
 -- an object member or an array element), so a payload is too deep iff level max_depth+1 exists.
 CREATE OR REPLACE FUNCTION conveyor.fn_job__enqueue_problem(
@@ -25,6 +29,7 @@ STABLE
 SET search_path = pg_catalog, conveyor, pg_temp
 AS $$
 DECLARE
+    v_size       integer;
     v_kind_hint  CONSTANT text := 'Name the job kind with letters, digits and _ . : / -, starting '
                                   'with a letter or digit, at most 128 bytes (e.g. ''email.send'').';
     v_queue_hint CONSTANT text := 'Use lower-case letters, digits and _ . -, starting with a letter '
@@ -51,13 +56,17 @@ BEGIN
     END IF;
 
     IF payload IS NOT NULL THEN
+        v_size := pg_column_size(payload);
+        IF v_size <= max_bytes AND pg_column_compression(payload) IS NOT NULL THEN
+            v_size := pg_column_size(payload || '{}'::jsonb);  -- compressed: measure it unpacked
+        END IF;
         IF jsonb_typeof(payload) <> 'object' THEN
             RETURN ARRAY['payload', format('must be a JSON object, not %s', jsonb_typeof(payload)),
                          'Wrap the value in an object, e.g. {"value": …}.'];
-        ELSIF pg_column_size(payload) > max_bytes THEN
+        ELSIF v_size > max_bytes THEN
             RETURN ARRAY['payload',
                          format('is %s bytes (jsonb size); the limit is %s bytes (queue.payload.max_bytes)',
-                                pg_column_size(payload), max_bytes),
+                                v_size, max_bytes),
                          'Store large data elsewhere and pass a reference (an id or a URL) in the payload.'];
         ELSIF jsonb_path_exists(payload, format('strict $.**{%s}', max_depth + 1)::jsonpath) THEN
             RETURN ARRAY['payload',

@@ -105,7 +105,8 @@ BEGIN
 END;
 $$;
 REVOKE ALL ON FUNCTION conveyor.fn_outbox_advance(text, xid8, bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION conveyor.fn_outbox_advance(text, xid8, bigint)
-    TO conveyor_admin, conveyor_worker;
+-- Not conveyor_worker: it moves ANY consumer's cursor, so a worker could make the platform's
+-- consumers (outbound, legacy, dispatch) skip events they never delivered.
+GRANT EXECUTE ON FUNCTION conveyor.fn_outbox_advance(text, xid8, bigint) TO conveyor_admin;
 COMMENT ON FUNCTION conveyor.fn_outbox_advance(text, xid8, bigint) IS
     'Move a consumer''s cursor forward to (last_txid, last_id) and count the events passed. Never backwards: a position at or behind the cursor answers moved:false and changes nothing. Answer {ok, consumer, moved, last_txid (text), last_id, events}. Example: SELECT conveyor.fn_outbox_advance(''my.consumer'', ''1234'', 42)';

@@ -38,7 +38,8 @@ BEGIN
 END;
 $$;
 REVOKE ALL ON FUNCTION conveyor.fn_outbox_emit(text, jsonb, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION conveyor.fn_outbox_emit(text, jsonb, text)
-    TO conveyor_admin, conveyor_worker;
+-- Not conveyor_worker: events drive dispatch and the staging pipeline, so a worker must not
+-- forge them (its staging operations emit through fn_iu_op_*, which run as the owner).
+GRANT EXECUTE ON FUNCTION conveyor.fn_outbox_emit(text, jsonb, text) TO conveyor_admin;
 COMMENT ON FUNCTION conveyor.fn_outbox_emit(text, jsonb, text) IS
     'Append an event (registered type, object payload) in the caller''s transaction; returns its id. Unregistered type or non-object payload: SQLSTATE 22023. Example: SELECT conveyor.fn_outbox_emit(''staging.record_marked'', ''{"record_id": 1}'')';

@@ -65,7 +65,8 @@ BEGIN
 END;
 $$;
 REVOKE ALL ON FUNCTION conveyor.fn_outbox_read(text, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION conveyor.fn_outbox_read(text, integer)
-    TO conveyor_admin, conveyor_worker;
+-- Not conveyor_worker: reading creates a cursor under any name, and every event's payload is
+-- returned; consumers are the orchestrator's (conveyor_admin) business.
+GRANT EXECUTE ON FUNCTION conveyor.fn_outbox_read(text, integer) TO conveyor_admin;
 COMMENT ON FUNCTION conveyor.fn_outbox_read(text, integer) IS
     'Up to batch (1..10000, default 100) events after the consumer''s cursor, ordered by (txid, id), only from transactions below fn_outbox_horizon() (so a late commit is never skipped). Creates the cursor at the beginning on first use; does not advance it (fn_outbox_advance does). Example: SELECT * FROM conveyor.fn_outbox_read(''my.consumer'', 50)';

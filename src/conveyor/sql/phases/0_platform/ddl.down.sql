@@ -4,7 +4,8 @@
 -- archives or refuses before it gets here, and data.down.sql refuses while events exist.
 -- Not undone: the roles conveyor_admin, conveyor_worker and conveyor_reader are cluster-wide
 -- and may serve other databases, so they stay (they hold no privileges once these objects
--- are gone, so an operator can drop them by hand).
+-- are gone, so an operator can drop them by hand). Their per-database settings for THIS
+-- database are undone (RESET, last below); those of other databases are left alone.
 
 DROP VIEW conveyor.v_iu_outbound_worker;
 DROP VIEW conveyor.v_event_outbox_cursor_lag;
@@ -59,3 +60,25 @@ DROP TABLE conveyor.dot_config;
 
 DROP SCHEMA iu_core;
 DROP SCHEMA conveyor;
+
+-- The per-role guards ddl.up.sql set for this database (ALTER ROLE … IN DATABASE is per
+-- database, hence the DO block with the database's name). Only these settings are reset, so
+-- an operator's own settings for the roles stay.
+DO $$
+BEGIN
+    EXECUTE format('ALTER ROLE conveyor_reader IN DATABASE %I RESET default_transaction_read_only',
+                   current_database());
+    EXECUTE format('ALTER ROLE conveyor_reader IN DATABASE %I RESET idle_in_transaction_session_timeout',
+                   current_database());
+    EXECUTE format('ALTER ROLE conveyor_reader IN DATABASE %I RESET lock_timeout',
+                   current_database());
+    EXECUTE format('ALTER ROLE conveyor_reader IN DATABASE %I RESET statement_timeout',
+                   current_database());
+    EXECUTE format('ALTER ROLE conveyor_worker IN DATABASE %I RESET idle_in_transaction_session_timeout',
+                   current_database());
+    EXECUTE format('ALTER ROLE conveyor_worker IN DATABASE %I RESET lock_timeout',
+                   current_database());
+    EXECUTE format('ALTER ROLE conveyor_worker IN DATABASE %I RESET statement_timeout',
+                   current_database());
+END;
+$$;

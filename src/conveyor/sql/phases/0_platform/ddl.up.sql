@@ -35,6 +35,45 @@ BEGIN
 END;
 $$;
 
+-- What each role may do (granted object by object below and in every function file):
+--   conveyor_admin   owns/migrates: ALL on tables, EXECUTE on every public function.
+--   conveyor_worker  no table or view privileges at all; EXECUTE on the job functions a worker
+--                    calls (fn_job_enqueue[_many], claim, complete[_many], fail_*, extend_lease,
+--                    snooze, release, cancel, cancel_ack), the flag reads fn_config_get/enabled,
+--                    the staging operations iu_core.fn_iu_op_* its handlers run, and
+--                    fn_iu_auto_instantiate_from_event. Not config writes, outbox reads, cursor
+--                    moves, emits or ticks (reaper, prune, replay, outbound, legacy consumer):
+--                    a worker must not enable its own phase or skip another consumer's events.
+--   conveyor_reader  SELECT on the v_* views only (plus fn_config_get/enabled and
+--                    fn_outbox_horizon, which v_event_outbox_cursor_lag calls as the reader).
+-- PUBLIC gets nothing: every function file revokes it.
+--
+-- Per-role guards for THIS database (ALTER ROLE … IN DATABASE is per database, hence the DO
+-- block with the database's name). They bound what a stuck or compromised session can hold:
+-- statements, lock waits and idle transactions (an idle transaction pins the xmin horizon and
+-- any job rows it locked). ddl.down.sql RESETs exactly these settings.
+-- Role settings apply only to sessions that LOG IN as the role itself: not after SET ROLE, and
+-- not to a login role that is merely a member. A deployment whose workers log in under their
+-- own names must give those login roles the same settings.
+DO $$
+BEGIN
+    EXECUTE format('ALTER ROLE conveyor_worker IN DATABASE %I SET statement_timeout = %L',
+                   current_database(), '30s');
+    EXECUTE format('ALTER ROLE conveyor_worker IN DATABASE %I SET lock_timeout = %L',
+                   current_database(), '5s');
+    EXECUTE format('ALTER ROLE conveyor_worker IN DATABASE %I SET idle_in_transaction_session_timeout = %L',
+                   current_database(), '60s');
+    EXECUTE format('ALTER ROLE conveyor_reader IN DATABASE %I SET statement_timeout = %L',
+                   current_database(), '60s');
+    EXECUTE format('ALTER ROLE conveyor_reader IN DATABASE %I SET lock_timeout = %L',
+                   current_database(), '5s');
+    EXECUTE format('ALTER ROLE conveyor_reader IN DATABASE %I SET idle_in_transaction_session_timeout = %L',
+                   current_database(), '60s');
+    EXECUTE format('ALTER ROLE conveyor_reader IN DATABASE %I SET default_transaction_read_only = %L',
+                   current_database(), 'on');
+END;
+$$;
+
 CREATE SCHEMA conveyor;
 COMMENT ON SCHEMA conveyor IS
     'conveyor: a job substrate inside PostgreSQL. Call the fn_* functions, read the v_* views';
