@@ -13,26 +13,22 @@ import psycopg
 from conveyor.phases import catalog
 
 _OBJECTS: LiteralString = """
-SELECT po.phase, po.object_kind, po.object_name,
-       CASE po.object_kind
-            WHEN 'function' THEN (SELECT p.prosecdef FROM pg_proc AS p
-                                   WHERE p.oid = to_regprocedure(po.object_name))
-       END AS security_definer,
-       CASE po.object_kind
-            WHEN 'function' THEN pg_get_function_result(to_regprocedure(po.object_name))
-       END AS result,
-       CASE po.object_kind
-            WHEN 'function' THEN (SELECT pg_get_function_arguments(p.oid) FROM pg_proc AS p
-                                   WHERE p.oid = to_regprocedure(po.object_name))
-       END AS arguments,
-       CASE po.object_kind
-            WHEN 'function' THEN obj_description(to_regprocedure(po.object_name), 'pg_proc')
-            WHEN 'table' THEN obj_description(to_regclass(po.object_name), 'pg_class')
-            WHEN 'view' THEN obj_description(to_regclass(po.object_name), 'pg_class')
-       END AS comment
+WITH fn AS (
+    SELECT p.oid, n.nspname || '.' || p.proname
+                  || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS object_name
+      FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
+     WHERE n.nspname IN ('conveyor', 'iu_core')
+)
+SELECT po.phase, po.object_kind, po.object_name, p.prosecdef,
+       pg_get_function_result(p.oid), pg_get_function_arguments(p.oid),
+       CASE WHEN po.object_kind = 'function' THEN obj_description(p.oid, 'pg_proc')
+            ELSE obj_description(to_regclass(po.object_name), 'pg_class') END
   FROM conveyor_meta.phase_object AS po
+  LEFT JOIN fn ON po.object_kind = 'function' AND fn.object_name = po.object_name
+  LEFT JOIN pg_proc AS p ON p.oid = fn.oid
  WHERE po.object_kind IN ('function', 'table', 'view')
- ORDER BY po.phase, po.object_kind DESC, po.object_name
+ ORDER BY po.phase, array_position(ARRAY['table', 'view', 'function'], po.object_kind),
+          po.object_name
 """
 
 HEADER = """# SQL reference

@@ -1,4 +1,4 @@
-"""Worker tests run real `conveyor worker` processes against a module database with phases 0–2
+"""Worker tests run real `conveyor worker` processes against a module database with phases 0–3
 applied and the job substrate and lease reaper switched on."""
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ APPS = Path(__file__).parent.parent / "apps"
 @pytest.fixture(scope="module")
 def worker_dsn(dsn: str) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        runner.ratify(conn, 2, "tests")
-        runner.apply(conn, 2, "tests")
+        for number in (2, 3):
+            runner.ratify(conn, number, "tests")
+            runner.apply(conn, number, "tests")
         conn.execute(
             "UPDATE conveyor.dot_config SET value = 'true'"
             " WHERE key IN ('queue.job_substrate.enabled', 'queue.lease_reaper.enabled')"
@@ -57,31 +58,44 @@ def start_worker(
     worker_dsn: str, tmp_path: Path
 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start `conveyor worker --app workerapp:registry ARGS…` as a subprocess."""
+    yield from _starter(
+        worker_dsn,
+        tmp_path,
+        [
+            "worker",
+            "--app",
+            "workerapp:registry",
+            "--poll-interval",
+            "0.05",
+            "--summary-every",
+            "5",
+        ],
+    )
+
+
+@pytest.fixture
+def start_orchestrator(
+    worker_dsn: str, tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start `conveyor orchestrator ARGS…` as a subprocess."""
+    yield from _starter(worker_dsn, tmp_path, ["orchestrator"])
+
+
+def _starter(
+    dsn: str, tmp_path: Path, base: list[str]
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
 
     def start(*args: str) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
-            "CONVEYOR_DATABASE_URL": worker_dsn,
+            "CONVEYOR_DATABASE_URL": dsn,
             "PYTHONPATH": os.pathsep.join([str(APPS), os.environ.get("PYTHONPATH", "")]),
         }
-        log_path = tmp_path / f"worker{len(started)}.log"
+        log_path = tmp_path / f"{base[0]}{len(started)}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "conveyor",
-                    "-v",
-                    "worker",
-                    "--app",
-                    "workerapp:registry",
-                    "--poll-interval",
-                    "0.05",
-                    "--summary-every",
-                    "5",
-                    *args,
-                ],
+                [sys.executable, "-m", "conveyor", "-v", *base, *args],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
