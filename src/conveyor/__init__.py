@@ -16,6 +16,7 @@ from conveyor.errors import (
     PhaseOrderError,
     Refused,
 )
+from conveyor.handlers import Fail, JobContext, Registry, Retry, Snooze
 from conveyor.jobs import (
     ClaimedJob,
     cancel,
@@ -27,18 +28,29 @@ from conveyor.jobs import (
     fail_permanent,
     fail_transient,
 )
+from conveyor.orchestrator import Orchestrator, OrchestratorConfig
+from conveyor.worker import Worker, WorkerConfig
 
 __all__ = [
     "ClaimedJob",
     "ConfigError",
     "ConveyorError",
     "Disabled",
+    "Fail",
     "GateFailed",
     "InvalidInput",
+    "JobContext",
     "LeaseLost",
+    "Orchestrator",
+    "OrchestratorConfig",
     "PhaseError",
     "PhaseOrderError",
     "Refused",
+    "Registry",
+    "Retry",
+    "Snooze",
+    "Worker",
+    "WorkerConfig",
     "cancel",
     "claim",
     "complete",
