@@ -269,3 +269,68 @@ def test_the_listener_reconnects_after_its_connection_is_terminated(
         sql.execute(
             "UPDATE dot_config SET value = 'false' WHERE key = 'queue.notify.bridge_enabled'"
         )
+
+
+def test_up_runs_an_orchestrator_and_workers_and_stops_them_cleanly(sql, worker_dsn, queue) -> None:
+    env = {**os.environ, "CONVEYOR_DATABASE_URL": worker_dsn}
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "conveyor",
+            "up",
+            "--app",
+            "conveyor.demo_app:registry",
+            "--workers",
+            "2",
+            "--queue",
+            queue,
+            "--interval",
+            "0.5",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        sql.execute(
+            "SELECT fn_job_enqueue_many(jobs => (SELECT jsonb_agg(jsonb_build_object("
+            "'kind', 'demo.echo', 'queue', %s::text, 'payload', jsonb_build_object('n', g)))"
+            " FROM generate_series(1, 50) AS g))",
+            (queue,),
+        )
+        wait_until(
+            lambda: (
+                scalar(
+                    sql,
+                    "SELECT count(*) FROM job_queue WHERE queue = %s AND status = 'succeeded'",
+                    (queue,),
+                )
+                == 50
+            ),
+            timeout=30,
+        )
+        wait_until(
+            lambda: (
+                scalar(
+                    sql,
+                    "SELECT count(*) FROM queue_heartbeat WHERE"
+                    " metadata->'queues' ? %s AND deregistered_at IS NULL",
+                    (queue,),
+                )
+                == 2
+            ),
+            timeout=30,
+        )
+    finally:
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0
+    assert (
+        scalar(
+            sql,
+            "SELECT count(*) FROM queue_heartbeat WHERE metadata->'queues' ? %s"
+            " AND deregistered_at IS NULL",
+            (queue,),
+        )
+        == 0
+    )

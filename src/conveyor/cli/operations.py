@@ -214,7 +214,11 @@ class _Supervisor:
                     next_start[i] = time.monotonic() + min(30.0, 0.5 * 2 ** self.restarts[i])
                     self.processes[i] = None
                 if time.monotonic() >= next_start[i]:
-                    self.processes[i] = subprocess.Popen(self.command, env=self.env)
+                    # own session: a Ctrl-C at the terminal reaches only the supervisor, which
+                    # forwards one SIGTERM (a second signal would make a worker exit at once)
+                    self.processes[i] = subprocess.Popen(
+                        self.command, env=self.env, start_new_session=True
+                    )
             await asyncio.sleep(0.5)
         for process in self.processes:
             if process is not None:
