@@ -120,6 +120,18 @@ CLAIM_SQL: LiteralString = """
     )
 """
 
+# Phase 4: claim only the kinds the executor is subscribed to (job_subscription).
+CLAIM_EXECUTOR_SQL: LiteralString = """
+    SELECT conveyor.fn_job_claim(
+        worker => %s::text,
+        queues => %s::text[],
+        kinds => %s::text[],
+        batch => %s::integer,
+        lease_seconds => %s::integer,
+        executor => %s::text
+    )
+"""
+
 
 def claim_params(
     worker: str,
@@ -127,15 +139,22 @@ def claim_params(
     kinds: Sequence[str] | None,
     batch: int | None,
     lease_seconds: int | None,
-) -> tuple[Any, ...]:
-    """Arguments of CLAIM_SQL (shared by the sync client and the asyncio worker)."""
-    return (
+    executor: str | None = None,
+) -> tuple[LiteralString, tuple[Any, ...]]:
+    """The claim SQL and its arguments (shared by the sync client and the asyncio worker).
+
+    With an *executor* (phase 4), only kinds that executor is subscribed to are claimed.
+    """
+    params = (
         worker,
         list(queues) if queues is not None else None,
         list(kinds) if kinds is not None else None,
         batch,
         lease_seconds,
     )
+    if executor is None:
+        return CLAIM_SQL, params
+    return CLAIM_EXECUTOR_SQL, (*params, executor)
 
 
 def parse_claim(answer: JsonObject) -> list[ClaimedJob]:
@@ -151,10 +170,14 @@ def claim(
     kinds: Sequence[str] | None = None,
     batch: int | None = None,
     lease_seconds: int | None = None,
+    executor: str | None = None,
 ) -> list[ClaimedJob]:
-    """Claim up to *batch* ready jobs (priority, then run_at order). Wraps ``fn_job_claim``."""
-    answer = call(conn, CLAIM_SQL, claim_params(worker, queues, kinds, batch, lease_seconds))
-    return parse_claim(answer)
+    """Claim up to *batch* ready jobs (priority, then run_at order). Wraps ``fn_job_claim``.
+
+    *executor* (phase 4) limits the claim to the kinds that executor is subscribed to.
+    """
+    sql, params = claim_params(worker, queues, kinds, batch, lease_seconds, executor)
+    return parse_claim(call(conn, sql, params))
 
 
 COMPLETE_SQL: LiteralString = """

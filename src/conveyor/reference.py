@@ -54,6 +54,8 @@ def render(conn: psycopg.Connection[Any]) -> str:
             lines.append(f"\n### {kind.capitalize()}s\n")
             current = (phase, kind)
         text = " ".join((comment or "(no comment)").split())
+        if kind == "function" and arguments is None:
+            continue  # replaced by a later phase's version (listed there)
         if kind == "function":
             short = name.split("(")[0]
             security = "SECURITY DEFINER" if definer else "SECURITY INVOKER"

@@ -37,6 +37,7 @@ STEPS: tuple[Step, ...] = (
     Step("heartbeat_stale_check", "SELECT conveyor.fn_heartbeat_stale_check()", 3),
     Step("watchdog", "SELECT conveyor.fn_watchdog_receive(batch => 500)", 3),
     Step("red_zones", "SELECT conveyor.fn_red_zones_receive(batch => 500)", 3),
+    Step("dispatch", "SELECT conveyor.fn_consumer_dispatch(batch => 500)", 4, True),
     Step("outbound", "SELECT conveyor.fn_iu_outbound_tick(name => 'iu_outbound_default')", 0),
     Step("retention", "SELECT conveyor.fn_job_prune(batch => 10000)", 2, True),
     Step("periodic", "SELECT conveyor.fn_periodic_enqueue_due(batch => 100)", 3),

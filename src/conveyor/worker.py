@@ -49,6 +49,7 @@ class WorkerConfig:
     grace_period: float = 30.0
     summary_every: float = 60.0
     heartbeat_seconds: int = 5
+    executor: str | None = None  # phase 4: claim only kinds this executor is subscribed to
     check_phases: bool = True
 
     def __post_init__(self) -> None:
@@ -116,6 +117,7 @@ class Worker:
         self._completions: list[_Completion] = []
         self._flush_needed = asyncio.Event()
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._reconnecting = asyncio.Lock()  # many jobs may notice one broken connection at once
         self._threads = ThreadPoolExecutor(
             max_workers=self.config.concurrency, thread_name_prefix="conveyor-handler"
         )
@@ -225,10 +227,11 @@ class Worker:
             cursor = await self._conn.execute(tick.APPLIED_SQL)
             row = await cursor.fetchone()
             found = sorted(row[0]) if row else []
-        missing = [p for p in REQUIRED_PHASES if p not in found]
+        required = [*REQUIRED_PHASES, 4] if self.config.executor else list(REQUIRED_PHASES)
+        missing = [p for p in required if p not in found]
         if missing and self.config.check_phases:
             raise ConfigError(
-                f"found phases {found or 'none'}, need {list(REQUIRED_PHASES)}: run "
+                f"found phases {found or 'none'}, need {required}: run "
                 f"`conveyor phase apply {missing[0]}` (after `conveyor phase ratify {missing[0]}`)"
             )
         return set(found)
@@ -285,10 +288,15 @@ class Worker:
 
     async def _claim(self, size: int) -> list[ClaimedJob]:
         assert self._conn is not None
-        params = jobs.claim_params(
-            self.name, self.config.queues, self.registry.kinds, size, self.config.lease_seconds
+        sql, params = jobs.claim_params(
+            self.name,
+            self.config.queues,
+            self.registry.kinds,
+            size,
+            self.config.lease_seconds,
+            self.config.executor,
         )
-        claimed = jobs.parse_claim(await acall(self._conn, jobs.CLAIM_SQL, params))
+        claimed = jobs.parse_claim(await acall(self._conn, sql, params))
         self.stats.claimed += len(claimed)
         return claimed
 
@@ -311,13 +319,17 @@ class Worker:
             self._loop.call_soon_threadsafe(self._wakeup.set)
 
     async def _reconnect_if_broken(self) -> None:
-        if self._conn is not None and not self._conn.closed and not self._conn.broken:
-            return
-        try:
-            self._conn = await self._connect()
-            log.info("worker %s reconnected", self.name)
-        except psycopg.OperationalError as error:
-            log.warning("worker %s: reconnect failed: %s", self.name, str(error).strip()[:200])
+        async with self._reconnecting:  # one new connection, not one per waiting job
+            if self._conn is not None and not self._conn.closed and not self._conn.broken:
+                return
+            try:
+                broken, self._conn = self._conn, await self._connect()
+                log.info("worker %s reconnected", self.name)
+            except psycopg.OperationalError as error:
+                log.warning("worker %s: reconnect failed: %s", self.name, str(error).strip()[:200])
+                return
+            if broken is not None:
+                await broken.close()
 
     # ------------------------------------------------------------------ running handlers
 

@@ -1521,3 +1521,18 @@ def test_pausing_an_invalid_queue_name_is_an_error_naming_it(db) -> None:
     )
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="queue 'Bad Name'"):
         db.execute("SELECT fn_job_queue_pause(queue => 'Bad Name')")
+
+
+def test_enqueue_many_treats_json_null_fields_as_the_defaults(db) -> None:
+    db.execute(
+        "UPDATE conveyor.dot_config SET value = 'true' WHERE key = 'queue.job_substrate.enabled'"
+    )
+    answer = db.execute(
+        'SELECT fn_job_enqueue_many(jobs => \'[{"kind": "k.nulls", "priority": null,'
+        ' "max_attempts": null, "queue": null, "run_at": null}]\')'
+    ).fetchone()[0]
+    assert answer["created"] == 1
+    row = db.execute(
+        "SELECT priority, max_attempts, queue FROM job_queue WHERE id = %s", (answer["job_ids"][0],)
+    ).fetchone()
+    assert row == (0, None, "default")

@@ -1,4 +1,4 @@
-"""Worker tests run real `conveyor worker` processes against a module database with phases 0–3
+"""Worker tests run real `conveyor worker` processes against a module database with phases 0–4
 applied and the job substrate and lease reaper switched on."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ APPS = Path(__file__).parent.parent / "apps"
 @pytest.fixture(scope="module")
 def worker_dsn(dsn: str) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for number in (2, 3):
+        for number in (2, 3, 4):
             runner.ratify(conn, number, "tests")
             runner.apply(conn, number, "tests")
         conn.execute(

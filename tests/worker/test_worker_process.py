@@ -283,3 +283,18 @@ def test_transactional_completion_writes_each_effect_exactly_once_across_a_sigki
         )
         == total
     )
+
+
+def test_a_worker_with_an_executor_claims_only_its_subscribed_kinds(
+    sql, queue, start_worker
+) -> None:
+    sql.execute("SELECT fn_job_subscribe(executor => 'agent', kind_pattern => 'test.noop')")
+    wanted = enqueue(sql, "test.noop", queue)
+    other = enqueue(sql, "test.sleep", queue, {"seconds": 0})
+    start_worker("--queue", queue, "--executor", "agent")
+
+    wait_until(
+        lambda: scalar(sql, "SELECT status FROM job_queue WHERE id = %s", (wanted,)) == "succeeded",
+        timeout=20,
+    )
+    assert scalar(sql, "SELECT status FROM job_queue WHERE id = %s", (other,)) == "queued"

@@ -23,6 +23,11 @@ from conveyor.worker import Worker, WorkerConfig
 @click.option("--grace-period", type=click.FloatRange(0, 3600), default=30.0, show_default=True)
 @click.option("--summary-every", type=click.FloatRange(1, 86400), default=60.0, show_default=True)
 @click.option("--name", default=None, help="Worker name (default host:pid:random).")
+@click.option(
+    "--executor",
+    default=None,
+    help="Executor (phase 4): claim only the kinds it is subscribed to in job_subscription.",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -35,6 +40,7 @@ def worker(
     grace_period: float,
     summary_every: float,
     name: str | None,
+    executor: str | None,
 ) -> None:
     """Claim and run jobs until SIGTERM/SIGINT (drains; a second signal exits at once)."""
     registry = handlers.load(app)
@@ -47,6 +53,7 @@ def worker(
         poll_interval=poll_interval,
         grace_period=grace_period,
         summary_every=summary_every,
+        executor=executor,
     )
     url = db.resolve_url(state(ctx).settings)
     runner = Worker(registry, url, config)

@@ -84,10 +84,10 @@ BEGIN
                array_agg(CASE WHEN jsonb_typeof(e.job -> 'payload') = 'null' THEN NULL
                               ELSE e.job -> 'payload' END ORDER BY e.ord),
                array_agg(e.job ->> 'queue' ORDER BY e.ord),
-               array_agg((e.job -> 'priority')::numeric ORDER BY e.ord),
+               array_agg((e.job ->> 'priority')::numeric ORDER BY e.ord),  -- ->>: JSON null → NULL
                array_agg((e.job ->> 'run_at')::timestamptz ORDER BY e.ord),
                array_agg(e.job ->> 'idempotency_key' ORDER BY e.ord),
-               array_agg((e.job -> 'max_attempts')::numeric ORDER BY e.ord)
+               array_agg((e.job ->> 'max_attempts')::numeric ORDER BY e.ord)
           INTO v_kinds, v_payloads, v_queues, v_priorities, v_run_ats, v_keys, v_maxes
           FROM jsonb_array_elements(fn_job_enqueue_many.jobs) WITH ORDINALITY AS e(job, ord);
     EXCEPTION WHEN data_exception THEN
