@@ -623,6 +623,29 @@ class EmbeddedServer:
             finally:
                 _untrack(self)
 
+    def restart(self, mode: str = "fast") -> None:
+        """Restart the running server in place (same data, port and URL); for fault tests.
+
+        *mode* is pg_ctl's shutdown mode: ``smart``, ``fast`` or ``immediate`` (a crash: every
+        session is cut off and the server recovers from the WAL). Raises EmbeddedServerError
+        when this handle is not started or pg_ctl fails.
+        """
+        if mode not in ("smart", "fast", "immediate"):
+            raise ValueError(f"mode must be smart, fast or immediate, got {mode!r}")
+        with self._guard:
+            if self._dsn is None:
+                raise EmbeddedServerError("the embedded PostgreSQL is not started; call start()")
+            pg_ctl = str(_bin_dir(self._account) / "pg_ctl")
+            data, log_file = str(self._data_dir), str(self._log_path)
+            command = [pg_ctl, "restart", "-D", data, "-l", log_file, "-m", mode, "-w", "-t", "60"]
+            with _locked(self._lock_path):
+                status, output = _run(command, self._account)
+            if status != 0 or _live_server(self._data_dir) is None:
+                raise EmbeddedServerError(
+                    f"could not restart the embedded PostgreSQL on {self._data_dir} (pg_ctl exit "
+                    f"status {status}):\n{_tail(output)}"
+                )
+
     def _stop_at_exit(self) -> None:
         try:
             self.stop()

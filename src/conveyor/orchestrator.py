@@ -94,10 +94,16 @@ class Orchestrator:
                 self.last = await asyncio.to_thread(self.round)
                 backoff = 0.5
                 delay = self.config.interval
-            except psycopg.OperationalError as error:
+            except (
+                psycopg.OperationalError,
+                psycopg.errors.ReadOnlySqlTransaction,
+                psycopg.errors.QueryCanceled,
+                psycopg.errors.LockNotAvailable,
+            ) as error:  # the database is away, read-only or locked: wait, never exit
                 log.warning(
-                    "orchestrator %s: database unavailable (%s); retrying in %.1f s",
+                    "orchestrator %s: database unavailable (%s: %s); retrying in %.1f s",
                     self.name,
+                    type(error).__name__,
                     str(error).strip().splitlines()[0],
                     backoff,
                 )
