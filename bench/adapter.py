@@ -41,7 +41,7 @@ from conveyor.worker import Worker, WorkerConfig, WorkerStats
 SYSTEM = "conveyor"
 SCENARIOS = ("install", "enqueue", "enqueue1", "drain", "latency")
 KIND = "bench.noop"
-PHASES = (0, 1, 2)
+PHASES = (0, 1, 2, 3)  # every implemented phase; 3 = heartbeats + the NOTIFY bridge
 RATIFIED_BY = "bench"
 BACKLOG_CHUNK = 5000  # jobs per enqueue_many call when the drain backlog is inserted
 ENQUEUE_DEFAULT_BATCH = 1000
@@ -49,6 +49,10 @@ ENQUEUE_DEFAULT_BATCH = 1000
 RESET_SQL: LiteralString = "TRUNCATE conveyor.job_queue, conveyor.job_dead_letter"
 ENABLE_SQL: LiteralString = (
     "SELECT conveyor.fn_config_set(key => 'queue.job_substrate.enabled', value => 'true',"
+    " updated_by => 'bench')"
+)
+BRIDGE_SQL: LiteralString = (
+    "SELECT conveyor.fn_config_set(key => 'queue.notify.bridge_enabled', value => %s,"
     " updated_by => 'bench')"
 )
 # Unfinished = could still run: each status has its own partial index (claim, lease reaper).
@@ -101,7 +105,7 @@ def harness_connection(dsn: str) -> Conn:
 
 
 def install(dsn: str) -> list[str]:
-    """Apply phases 0, 1, 2 via the runner (ratified by "bench"); switch the substrate on.
+    """Apply phases 0-3 via the runner (ratified by "bench"); switch the substrate on.
 
     Return the failed gate items (a failed gate does not undo the apply: they are reported).
     """
@@ -123,10 +127,15 @@ def install(dsn: str) -> list[str]:
     return failures
 
 
-def reset(dsn: str) -> None:
-    """Remove every job and dead letter, so a scenario starts from an empty queue."""
+def reset(dsn: str, bridge: bool = False) -> None:
+    """Remove every job and dead letter, so a scenario starts from an empty queue.
+
+    Also sets the phase-3 NOTIFY bridge: on for the latency scenario, else the library default
+    (off), so enqueue figures do not pay for a pg_notify per statement.
+    """
     with harness_connection(dsn) as conn:
         conn.execute(RESET_SQL)
+        conn.execute(BRIDGE_SQL, ("true" if bridge else "false",))
 
 
 def unfinished(conn: Conn) -> int:
@@ -249,9 +258,12 @@ class WorkerPlan:
     batch: int | None
     poll_interval: float
     lease_seconds: int
+    queues: tuple[str, ...] | None = None  # None: the default queue only
+    sync_handler: bool = False  # a plain def handler (runs in the worker's thread pool)
 
     def config(self) -> WorkerConfig:
         return WorkerConfig(
+            queues=self.queues,
             concurrency=self.concurrency,
             batch=self.batch,
             poll_interval=self.poll_interval,
@@ -299,11 +311,23 @@ async def run_worker(
     counters = signals.counters
     registry = Registry()
 
-    @registry.handler(KIND)
-    async def noop(context: JobContext) -> None:
-        report.times_ns.append(time.monotonic_ns())  # first thing: when the handler started
-        report.seqs.append(int(context.payload["seq"]))
-        counters[idx] += 1
+    if plan.sync_handler:
+        lock = threading.Lock()
+
+        @registry.handler(KIND)
+        def noop_sync(context: JobContext) -> None:
+            with lock:  # handlers run in threads: keep the shared counter exact
+                report.times_ns.append(time.monotonic_ns())
+                report.seqs.append(int(context.payload["seq"]))
+                counters[idx] += 1
+
+    else:
+
+        @registry.handler(KIND)
+        async def noop(context: JobContext) -> None:
+            report.times_ns.append(time.monotonic_ns())  # first thing: when the handler started
+            report.seqs.append(int(context.payload["seq"]))
+            counters[idx] += 1
 
     worker = Worker(registry, plan.dsn, plan.config())
     # Worker.run() opens its own connection: prove the server answers before reporting ready.
@@ -488,7 +512,7 @@ def produce_at_rate(dsn: str, m: int, rate: float) -> tuple[float, list[int], li
 def scenario_latency(args: argparse.Namespace, plan: WorkerPlan) -> dict[str, Any]:
     """An idle worker; jobs enqueued one at a time; latency = commit acknowledged → handler."""
     m = round(args.rate * args.duration)
-    reset(args.dsn)
+    reset(args.dsn, bridge=True)
     settle(args.dsn, vacuum=True)
     pool = WorkerPool(plan, args.processes)
     pool.start()
@@ -544,19 +568,26 @@ def config_notes(args: argparse.Namespace) -> str:
     if args.scenario == "enqueue":
         return (
             f"conveyor.jobs.enqueue_many, {args.batch} jobs per call, autocommit "
-            f"(1 call = 1 transaction), {max(1, args.concurrency)} sync client(s)"
+            f"(1 call = 1 transaction), {max(1, args.concurrency)} sync client(s), "
+            "NOTIFY bridge off (default)"
         )
     if args.scenario == "enqueue1":
-        return "conveyor.jobs.enqueue, one autocommit call (= 1 transaction) per job"
+        return (
+            "conveyor.jobs.enqueue, one autocommit call (= 1 transaction) per job, "
+            "NOTIFY bridge off (default)"
+        )
     if args.scenario == "install":
         return f"phases {', '.join(map(str, PHASES))} via conveyor.phases.runner"
     batch = "free slots (default)" if args.batch is None else str(args.batch)
+    if args.scenario == "latency":
+        wakeup = f"NOTIFY bridge on (LISTEN) + poll {args.poll_interval:g} s"
+    else:
+        wakeup = f"NOTIFY bridge off (default): polling, poll {args.poll_interval:g} s"
     return (
         f"{args.processes} proc x {args.concurrency} claim loop(s) x batch {batch} = "
         f"Worker(concurrency={worker_slots(args)} job slots, batch {batch}), "
         f"async no-op handler, completions flushed with "
-        f"fn_job_complete_many, poll {args.poll_interval:g} s (no NOTIFY: phase 3 not "
-        f"applied), lease {args.lease_seconds} s, asyncio loop"
+        f"fn_job_complete_many, {wakeup}, phases 0-3, lease {args.lease_seconds} s, asyncio loop"
     )
 
 

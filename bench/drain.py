@@ -98,7 +98,7 @@ def run_adapter(command: list[str], timeout: float) -> dict[str, Any]:
 
 
 def install(dsn: str) -> None:
-    """Apply phases 0, 1 and 2 and switch the substrate on (the adapter's install scenario)."""
+    """Apply phases 0-3 and switch the substrate on (the adapter's install scenario)."""
     answer = run_adapter(
         [sys.executable, str(ADAPTER), "--dsn", dsn, "--scenario", "install"], timeout=300
     )
