@@ -232,7 +232,7 @@ def test_health_exits_0_when_everything_is_fresh_and_1_otherwise(sql, worker_dsn
     result = conveyor(worker_dsn, "health")
     assert result.returncode == 1
     assert "not fresh: probe-never" in result.stderr
-    sql.execute("SELECT fn_heartbeat_deregister(component => 'probe-never')")
+    assert conveyor(worker_dsn, "health", "--forget", "probe-never").returncode == 0
 
 
 def test_the_listener_reconnects_after_its_connection_is_terminated(

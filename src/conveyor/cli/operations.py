@@ -14,6 +14,7 @@ import click
 from rich.table import Table
 
 from conveyor import db, tick
+from conveyor.calls import call
 from conveyor.cli.context import connection, console, err_console, state
 from conveyor.orchestrator import Orchestrator, OrchestratorConfig
 
@@ -92,14 +93,27 @@ SIGNALS_SQL: LiteralString = """
 """
 
 
+FORGET_SQL: LiteralString = "SELECT conveyor.fn_heartbeat_deregister(component => %s::text)"
+
+
 @click.command()
+@click.option(
+    "--forget",
+    "forget",
+    multiple=True,
+    metavar="COMPONENT",
+    help="Deregister a component that is gone for good (e.g. a crashed worker), then report.",
+)
 @click.pass_context
-def health(ctx: click.Context) -> None:
+def health(ctx: click.Context, forget: tuple[str, ...]) -> None:
     """v_queue_health as a table; exit 0 only when every component is fresh (a monitor probe)."""
     with connection(ctx, application_name="conveyor-health") as conn:
         if conn.execute("SELECT to_regclass('conveyor.v_queue_health')").fetchone() == (None,):
             err_console.print("Error: v_queue_health does not exist; run `conveyor phase apply 3`")
             raise SystemExit(2)
+        for component in forget:
+            call(conn, FORGET_SQL, (component,))
+            err_console.print(f"forgot {component}")
         cursor = conn.execute(HEALTH_SQL)
         columns = [c.name for c in cursor.description or []]
         rows = cursor.fetchall()
