@@ -10,10 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "conveyor_jobs"
+CHANNEL = "conveyor_jobs"  # job inserts (phase 3 bridge): wakes workers
+EVENTS_CHANNEL = "conveyor_events"  # outbox emits (phase 4): wakes the orchestrator's dispatch
 
 
 class Listener:
@@ -24,10 +26,13 @@ class Listener:
     is re-established with capped backoff; missed notifications are covered by polling.
     """
 
-    def __init__(self, url: str, name: str, wake: Callable[[], None]) -> None:
+    def __init__(
+        self, url: str, name: str, wake: Callable[[], None], channel: str = CHANNEL
+    ) -> None:
         self.url = url
         self.name = name
         self.wake = wake
+        self.channel = channel
         self.connected = False
         self.notifications = 0
 
@@ -41,7 +46,7 @@ class Listener:
                     autocommit=True,
                     application_name=f"conveyor-listener:{self.name}"[:63],
                 ) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                     if not probed:
                         if not await self._self_probe(conn):
                             log.warning(
@@ -69,7 +74,7 @@ class Listener:
             backoff = min(backoff * 2, 10.0)
 
     async def _self_probe(self, conn: psycopg.AsyncConnection[Any]) -> bool:
-        await conn.execute("SELECT pg_notify(%s, 'probe')", (CHANNEL,))
+        await conn.execute("SELECT pg_notify(%s, 'probe')", (self.channel,))
         try:
             async for _ in conn.notifies(timeout=2.0, stop_after=1):
                 return True

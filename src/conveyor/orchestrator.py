@@ -20,6 +20,7 @@ from conveyor import tick
 from conveyor.calls import call
 from conveyor.errors import ConfigError, Refused
 from conveyor.heartbeat import Heartbeat, process_metadata
+from conveyor.notify import EVENTS_CHANNEL, Listener
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +83,27 @@ class Orchestrator:
         self.last: RoundReport | None = None
         self._conn: psycopg.Connection[Any] | None = None
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Run the next round now (an outbox emit arrived); called on the event loop."""
+        self._wake.set()
 
     async def run(self) -> None:
-        """Tick until stop(); reconnect with capped backoff when the database goes away."""
+        """Tick until stop(); reconnect with capped backoff when the database goes away.
+
+        Between rounds it also LISTENs for outbox emits (phase 4 with the NOTIFY bridge on), so
+        dispatch runs as soon as an event commits rather than at the next interval.
+        """
         backoff = 0.5
+        listener = Listener(self.url, f"orchestrator:{self.name}", self.wake, EVENTS_CHANNEL)
+        listening = asyncio.create_task(listener.run(self._stopping), name="conveyor-listen")
         while not self._stopping.is_set():
+            self._wake.clear()
             try:
                 self.last = await asyncio.to_thread(self.round)
                 backoff = 0.5
@@ -110,7 +124,8 @@ class Orchestrator:
                 self._close()
                 delay, backoff = backoff, min(backoff * 2, 10.0)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+        listening.cancel()
         await asyncio.to_thread(self._shutdown)
 
     def _connection(self) -> psycopg.Connection[Any]:

@@ -334,3 +334,40 @@ def test_up_runs_an_orchestrator_and_workers_and_stops_them_cleanly(sql, worker_
         )
         == 0
     )
+
+
+def test_an_outbox_emit_wakes_the_orchestrator_to_dispatch_at_once(
+    sql, queue, start_orchestrator
+) -> None:
+    sql.execute("DELETE FROM orchestrator_leader")
+    for key in ("queue.notify.bridge_enabled", "queue.dispatch.enabled"):
+        sql.execute("UPDATE dot_config SET value = 'true' WHERE key = %s", (key,))
+    try:
+        sql.execute(
+            "SELECT fn_consumer_register(consumer => %s, event_pattern => 'staging.record_marked',"
+            " action => 'enqueue_job', job_kind => 'test.noop', job_queue => %s)",
+            (f"wake-{queue}", queue),
+        )
+        start_orchestrator("--name", f"o-{queue}", "--interval", "60")
+        wait_until(lambda: holder(sql)[0] == f"o-{queue}", timeout=20)
+        listener = f"conveyor-listener:orchestrator:o-{queue}"
+        wait_until(
+            lambda: scalar(
+                sql,
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                (listener,),
+            ),
+            timeout=20,
+        )
+
+        sql.execute("SELECT fn_outbox_emit('staging.record_marked', '{\"record_id\": 1}')")
+
+        # the interval is 60 s: a job this soon means the notification woke the dispatch
+        wait_until(
+            lambda: scalar(sql, "SELECT count(*) FROM job_queue WHERE queue = %s", (queue,)) == 1,
+            timeout=10,
+        )
+    finally:
+        sql.execute("SELECT fn_consumer_disable(consumer => %s)", (f"wake-{queue}",))
+        for key in ("queue.notify.bridge_enabled", "queue.dispatch.enabled"):
+            sql.execute("UPDATE dot_config SET value = 'false' WHERE key = %s", (key,))

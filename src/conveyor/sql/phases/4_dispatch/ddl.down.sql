@@ -31,6 +31,8 @@ DROP TRIGGER consumer_registry_validate_trg ON conveyor.consumer_registry;
 
 DROP FUNCTION conveyor.fn_job_claim(text, text[], text[], integer, integer, text);
 \ir ../../functions/fn_job_claim.1.sql
+-- back to phase 0's emit (no NOTIFY for dispatch)
+\ir ../../functions/fn_outbox_emit.0.sql
 
 DROP FUNCTION conveyor.fn_job_unsubscribe(text, text);
 DROP FUNCTION conveyor.fn_job_subscribe(text, text, text);

@@ -179,6 +179,7 @@ GRANT ALL ON TABLE conveyor.executor_kind, conveyor.job_subscription, conveyor.c
 
 DROP FUNCTION conveyor.fn_job_claim(text, text[], text[], integer, integer);
 \ir ../../functions/fn_job_claim.4.sql
+\ir ../../functions/fn_outbox_emit.4.sql
 
 CREATE TRIGGER consumer_registry_validate_trg
     BEFORE INSERT OR UPDATE ON conveyor.consumer_registry
