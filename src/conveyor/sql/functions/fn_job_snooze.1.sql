@@ -10,8 +10,6 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, conveyor, pg_temp
 AS $$
-DECLARE
-    v_run_at timestamptz;
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
         RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
@@ -28,32 +26,10 @@ BEGIN
                   HINT = 'Pass how long to wait before the job may run again; use fn_job_release for 0.';
     END IF;
 
-    UPDATE job_queue AS jq
-       SET status = 'queued',
-           run_at = now() + make_interval(secs => fn_job_snooze.seconds::double precision),
-           attempts = greatest(jq.attempts - 1, 0),  -- a snooze is not an attempt
-           lease_token = NULL,
-           leased_by = NULL,
-           lease_expires_at = NULL
-     WHERE jq.id = fn_job_snooze.job_id
-       AND jq.status = 'in_progress'
-       AND jq.lease_token = fn_job_snooze.lease_token  -- fencing
-       AND jq.cancel_requested_at IS NULL
-    RETURNING jq.run_at INTO v_run_at;
-    IF FOUND THEN
-        RETURN jsonb_build_object('ok', true, 'job_id', fn_job_snooze.job_id, 'status', 'queued', 'run_at', v_run_at);
-    END IF;
-
-    UPDATE job_queue AS jq
-       SET status = 'cancelled', finished_at = now(), lease_expires_at = NULL
-     WHERE jq.id = fn_job_snooze.job_id
-       AND jq.status = 'in_progress'
-       AND jq.lease_token = fn_job_snooze.lease_token
-       AND jq.cancel_requested_at IS NOT NULL;
-    IF FOUND THEN
-        RETURN jsonb_build_object('ok', true, 'job_id', fn_job_snooze.job_id, 'status', 'cancelled');
-    END IF;
-    RETURN jsonb_build_object('refused', true, 'reason', 'lease_lost', 'job_id', fn_job_snooze.job_id);
+    RETURN fn_job__requeue(
+        fn_job_snooze.job_id,
+        fn_job_snooze.lease_token,
+        now() + make_interval(secs => fn_job_snooze.seconds::double precision));
 END;
 $$;
 REVOKE ALL ON FUNCTION conveyor.fn_job_snooze(bigint, uuid, numeric) FROM PUBLIC;

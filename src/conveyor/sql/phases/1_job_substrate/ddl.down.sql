@@ -24,6 +24,7 @@ DROP FUNCTION conveyor.fn_job_claim(text, text[], text[], integer, integer);
 DROP FUNCTION conveyor.fn_job_enqueue_many(jsonb);
 DROP FUNCTION conveyor.fn_job_enqueue(text, jsonb, text, integer, timestamptz, text, integer);
 DROP FUNCTION conveyor.fn_job__dead_letter(bigint, uuid, text, text);
+DROP FUNCTION conveyor.fn_job__requeue(bigint, uuid, timestamptz);
 DROP FUNCTION conveyor.fn_job__max_attempts(text, integer);
 DROP FUNCTION conveyor.fn_job__enqueue_problem(text, jsonb, text, numeric, timestamptz, text, numeric, integer, integer);
 DROP FUNCTION conveyor.fn_job__config_number(text, numeric);
