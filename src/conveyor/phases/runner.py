@@ -40,6 +40,17 @@ class _Rollback(Exception):
     """Raised inside a transaction block to roll it back on purpose."""
 
 
+@contextmanager
+def _rolled_back(conn: Conn) -> Iterator[None]:
+    """A transaction that is always rolled back: dry runs, gates and probes leave no trace."""
+    try:
+        with conn.transaction():
+            yield
+            raise _Rollback
+    except _Rollback:
+        pass
+
+
 @dataclass(frozen=True, slots=True)
 class GateItem:
     """One row of a phase's gate.sql."""
@@ -334,12 +345,8 @@ def _run_gate_statements(conn: Conn, phase: Phase) -> GateResult:
 
 def _gate_in_rolled_back_transaction(conn: Conn, phase: Phase) -> GateResult:
     result: GateResult | None = None
-    try:
-        with conn.transaction():
-            result = _run_gate_statements(conn, phase)
-            raise _Rollback
-    except _Rollback:
-        pass
+    with _rolled_back(conn):
+        result = _run_gate_statements(conn, phase)
     assert result is not None
     return result
 
@@ -408,21 +415,17 @@ def plan(conn: Conn, number: int) -> PlanResult:
         if _state(conn, number) == "applied":
             raise PhaseError(f"phase {number} is already applied; nothing to plan")
         result: PlanResult | None = None
-        try:
-            with conn.transaction():
-                protected = fingerprint.protected_fingerprint(conn)
-                before = _objects(conn)
-                _run_file(conn, files["ddl.up"])
-                objects = sorted(_objects(conn) - before)
-                _run_file(conn, files["data.up"])
-                _check_protected(conn, phase, protected)
-                _record_objects(conn, phase, objects)
-                _capture_snapshot(conn, phase)
-                gate = _run_gate_statements(conn, phase)
-                result = PlanResult(phase, {k: v.text for k, v in files.items()}, objects, gate)
-                raise _Rollback
-        except _Rollback:
-            pass
+        with _rolled_back(conn):
+            protected = fingerprint.protected_fingerprint(conn)
+            before = _objects(conn)
+            _run_file(conn, files["ddl.up"])
+            objects = sorted(_objects(conn) - before)
+            _run_file(conn, files["data.up"])
+            _check_protected(conn, phase, protected)
+            _record_objects(conn, phase, objects)
+            _capture_snapshot(conn, phase)
+            gate = _run_gate_statements(conn, phase)
+            result = PlanResult(phase, {k: v.text for k, v in files.items()}, objects, gate)
     assert result is not None
     return result
 
@@ -572,18 +575,13 @@ def rollback(
                 f"on it) is applied; roll back in reverse order: `conveyor phase rollback "
                 f"{blocking[0]}` first"
             )
-        counts = _counts_after_data_down(conn, phase, files, state)
-        holding = {t: n for t, n in counts.items() if n}
+        holding = _rows_left_after_data_down(conn, phase, files, state, archive)
         if holding and archive is None:
             listing = ", ".join(f"{t} ({n} rows)" for t, n in holding.items())
             raise PhaseError(
                 f"phase {number}'s tables still hold rows: {listing}; rollback would drop them. "
                 f"Pass `--archive FILE` to write them to FILE first (restore later with "
                 "`conveyor phase restore FILE` or psql)"
-            )
-        if holding and archive is not None:
-            write_archive(
-                conn, phase, list(holding), archive, files if state == "applied" else None
             )
         if state == "applied":
             t0 = time.monotonic()
@@ -622,42 +620,35 @@ def rollback(
     return RollbackResult(phase, holding, archive if holding else None)
 
 
-def _counts_after_data_down(
-    conn: Conn, phase: Phase, files: dict[str, sqlfile.SqlFile], state: str
-) -> dict[str, int]:
-    """Row counts the phase's tables would have once data.down ran (measured, then undone)."""
-    counts: dict[str, int] = {}
-    try:
-        with conn.transaction():
-            if state == "applied":
-                _run_file(conn, files["data.down"])
-            counts = _row_counts(conn, _tables(conn, phase))
-            raise _Rollback
-    except _Rollback:
-        pass
-    return counts
-
-
-def write_archive(
+def _rows_left_after_data_down(
     conn: Conn,
     phase: Phase,
-    tables: list[str],
-    path: Path,
-    files: dict[str, sqlfile.SqlFile] | None,
-) -> None:
-    """Write the rows of *tables* (as they will be after data.down) to *path* as a psql script."""
+    files: dict[str, sqlfile.SqlFile],
+    state: str,
+    archive_path: Path | None,
+) -> dict[str, int]:
+    """Tables that would still hold rows once data.down ran, with their counts; measured in a
+    rolled-back transaction, which also writes those rows to *archive_path* when given."""
+    holding: dict[str, int] = {}
+    with _rolled_back(conn):
+        if state == "applied":
+            _run_file(conn, files["data.down"])
+        counts = _row_counts(conn, _tables(conn, phase))
+        holding = {t: n for t, n in counts.items() if n}
+        if holding and archive_path is not None:
+            _write_archive(conn, phase, list(holding), archive_path)
+    return holding
+
+
+def _write_archive(conn: Conn, phase: Phase, tables: list[str], path: Path) -> None:
+    """Write the rows of *tables* to *path* as a psql script (atomically: temp file, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".partial")
     try:
-        with tmp.open("w", encoding="utf-8") as out, conn.transaction():
+        with tmp.open("w", encoding="utf-8") as out:
             archive.write_header(out, phase.number, phase.title, path.name)
-            if files is not None:
-                _run_file(conn, files["data.down"])
             for table in archive.parents_first(conn, tables):
                 archive.write_table(conn, table, out)
-            raise _Rollback
-    except _Rollback:
-        pass
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
