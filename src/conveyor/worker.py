@@ -12,7 +12,6 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -615,5 +614,3 @@ def _error_text(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}"
     return text[:_ERROR_LIMIT]
 
-
-Callback = Callable[[int, str], None]

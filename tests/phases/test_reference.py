@@ -1,8 +1,11 @@
 """docs/sql-reference.md is generated from the catalog and must match what the phases install."""
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
+import pytest
 
 from conveyor.phases import catalog, runner
 from conveyor.reference import render
@@ -10,28 +13,28 @@ from conveyor.reference import render
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "sql-reference.md"
 
 
-def test_the_sql_reference_matches_the_installed_catalog(empty_dsn: str) -> None:
+@pytest.fixture
+def all_phases(empty_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to a database with every implemented phase applied."""
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
         for phase in catalog.PHASES:
             if phase.implemented:
                 runner.ratify(conn, phase.number, "tests")
                 runner.apply(conn, phase.number, "tests")
-        rendered = render(conn)
-    assert rendered == REFERENCE.read_text(encoding="utf-8"), (
+        yield conn
+
+
+def test_the_sql_reference_matches_the_installed_catalog(all_phases) -> None:
+    assert render(all_phases) == REFERENCE.read_text(encoding="utf-8"), (
         "docs/sql-reference.md is out of date: run `python scripts/sql_reference.py`"
     )
 
 
-def test_every_public_function_documents_itself(empty_dsn: str) -> None:
-    with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        for phase in catalog.PHASES:
-            if phase.implemented:
-                runner.ratify(conn, phase.number, "tests")
-                runner.apply(conn, phase.number, "tests")
-        missing = conn.execute(
-            "SELECT p.oid::regprocedure::text FROM pg_proc AS p"
-            " JOIN pg_namespace AS n ON n.oid = p.pronamespace"
-            " WHERE n.nspname IN ('conveyor', 'iu_core') AND p.prokind = 'f'"
-            "   AND obj_description(p.oid, 'pg_proc') IS NULL"
-        ).fetchall()
+def test_every_public_function_documents_itself(all_phases) -> None:
+    missing = all_phases.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc AS p"
+        " JOIN pg_namespace AS n ON n.oid = p.pronamespace"
+        " WHERE n.nspname IN ('conveyor', 'iu_core') AND p.prokind = 'f'"
+        "   AND obj_description(p.oid, 'pg_proc') IS NULL"
+    ).fetchall()
     assert missing == []
