@@ -613,4 +613,3 @@ def _json(result: Any) -> Jsonb | None:
 def _error_text(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}"
     return text[:_ERROR_LIMIT]
-
