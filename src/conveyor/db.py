@@ -18,8 +18,9 @@ _embedded: Any = None  # the process's EmbeddedServer handle, started on first u
 def resolve_url(settings: Settings | None = None) -> str:
     """Return the libpq URL to use, starting (or attaching to) the embedded server if needed."""
     settings = settings or Settings.from_env()
-    if settings.database_url is not None:
-        return settings.database_url
+    url = settings.checked_url()
+    if url is not None:
+        return url
     global _embedded
     if _embedded is None:
         from conveyor.embedded import EmbeddedServer
@@ -50,13 +51,41 @@ def connect(
     *url* None means "from the settings" (CONVEYOR_DATABASE_URL, DATABASE_URL, else the embedded
     server). Raises ConfigError with the redacted URL when the server cannot be reached.
     """
-    target = url or resolve_url(settings)
+    settings = settings or Settings.from_env()
+    if url is not None:
+        target, source = url, "the database URL"
+    elif settings.embedded:
+        target, source = resolve_url(settings), "the embedded server"
+    else:
+        target, source = resolve_url(settings), settings.url_source
     try:
         return psycopg.connect(
             target, autocommit=autocommit, application_name=application_name, connect_timeout=10
         )
-    except psycopg.OperationalError as error:
+    except psycopg.ProgrammingError as error:  # libpq could not parse the URL
         raise ConfigError(
-            f"cannot connect to {redact(target)}: {str(error).strip().splitlines()[-1]}; "
-            "check CONVEYOR_DATABASE_URL (or unset it to use the embedded server)"
+            f"{source} is not a valid PostgreSQL URL ({_reason(error)}): write it as "
+            "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
         ) from error
+    except psycopg.OperationalError as error:
+        raise ConfigError(unreachable_message(target, source, error)) from error
+
+
+def unreachable_message(target: str, source: str, error: Exception) -> str:
+    """One line saying which server could not be reached, why, and which setting to check."""
+    if source == "the embedded server":
+        fix = "see the embedded server's log (<data dir>.log), or set CONVEYOR_DATABASE_URL"
+    elif source.startswith("--"):
+        fix = f"check {source} (or leave it out to use the embedded server)"
+    elif source.endswith("_URL"):
+        fix = f"check {source} (or unset it to use the embedded server)"
+    else:
+        fix = "check the URL"
+    return f"cannot connect to {redact(target)}: {_reason(error)}; {fix}"
+
+
+def _reason(error: Exception) -> str:
+    """libpq's first line, which says what failed ("… port 1 failed: Connection refused")."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    first = lines[0] if lines else type(error).__name__
+    return first.removeprefix("connection failed: ")

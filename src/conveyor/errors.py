@@ -43,28 +43,34 @@ class Refused(ConveyorError):
 
 
 class Disabled(Refused):
-    """The flag (or switch) that gates the function is off."""
+    """The flag (or switch) that gates the function is off; ``.flag`` names it when known."""
 
-    # How to switch each gate on; a reason not listed here points at `conveyor phase status`.
-    _REMEDIES: ClassVar[dict[str, str]] = {
-        "job_substrate_disabled": (
-            "SELECT conveyor.fn_config_set('queue.job_substrate.enabled', 'true')"
-        ),
-        "lease_reaper_disabled": (
-            "SELECT conveyor.fn_config_set('queue.lease_reaper.enabled', 'true')"
-        ),
-        "auto_instantiate_legacy_disabled": (
-            "SELECT conveyor.fn_config_set('iu.auto_instantiate.legacy_enabled', 'true')"
-        ),
+    # Fallback for answers that do not carry a "flag" key: the flag behind each reason.
+    _FLAGS: ClassVar[dict[str, str]] = {
+        "job_substrate_disabled": "queue.job_substrate.enabled",
+        "lease_reaper_disabled": "queue.lease_reaper.enabled",
+        "auto_instantiate_legacy_disabled": "iu.auto_instantiate.legacy_enabled",
+        "heartbeat_disabled": "queue.heartbeat.enabled",
+        "dispatch_disabled": "queue.dispatch.enabled",
+    }
+    # Switches that are not dot_config flags.
+    _SWITCHES: ClassVar[dict[str, str]] = {
         "outbound_worker_disabled": (
-            "UPDATE conveyor.iu_outbound_worker SET enabled = true WHERE name = '<worker>'"
+            "run `UPDATE conveyor.iu_outbound_worker SET enabled = true WHERE name = '<worker>'` "
+            "(e.g. in `conveyor db shell`)"
         ),
     }
 
     def __init__(self, answer: dict[str, Any]) -> None:
         super().__init__(answer)
-        remedy = self._REMEDIES.get(self.reason)
-        how = f"switch it on with `{remedy}`" if remedy else "see `conveyor phase status` for flags"
+        flag = answer.get("flag") or self._FLAGS.get(self.reason)
+        self.flag: str | None = str(flag) if flag else None
+        if self.flag is not None:
+            how = f"switch it on with `conveyor config set {self.flag} true`"
+        elif self.reason in self._SWITCHES:
+            how = f"switch it on: {self._SWITCHES[self.reason]}"
+        else:
+            how = "see `conveyor config list` for the flags"
         self.args = (f"refused: {self.reason}; the feature is switched off: {how}",)
 
 

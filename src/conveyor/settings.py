@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from conveyor.errors import ConfigError
+
+# A libpq URL (postgresql:// or postgres://) or a key=value conninfo string.
+_URL = re.compile(r"^(postgres(ql)?://|\s*\w+\s*=)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,11 +20,14 @@ class Settings:
 
     ``database_url`` comes from CONVEYOR_DATABASE_URL, else DATABASE_URL; when both are unset,
     conveyor starts an embedded PostgreSQL in ``data_dir`` (None = the default location).
+    ``url_source`` names where the URL came from, for messages (``--database-url``,
+    ``CONVEYOR_DATABASE_URL``, ``DATABASE_URL``).
     """
 
     database_url: str | None
     data_dir: Path | None = None
     application_name: str = "conveyor"
+    url_source: str = "CONVEYOR_DATABASE_URL"
 
     @property
     def embedded(self) -> bool:
@@ -32,13 +41,37 @@ class Settings:
         *,
         database_url: str | None = None,
         data_dir: Path | None = None,
+        url_source: str = "--database-url",
     ) -> Settings:
-        """Read settings from *environ* (default os.environ); explicit arguments win."""
+        """Read settings from *environ* (default os.environ); explicit arguments win.
+
+        *url_source* names where an explicit *database_url* came from.
+        """
         env = os.environ if environ is None else environ
-        url = database_url or env.get("CONVEYOR_DATABASE_URL") or env.get("DATABASE_URL") or None
+        if database_url:
+            url, source = database_url, url_source
+        elif env.get("CONVEYOR_DATABASE_URL"):
+            url, source = env["CONVEYOR_DATABASE_URL"], "CONVEYOR_DATABASE_URL"
+        elif env.get("DATABASE_URL"):
+            url, source = env["DATABASE_URL"], "DATABASE_URL"
+        else:
+            url, source = None, "CONVEYOR_DATABASE_URL"
         if data_dir is None and env.get("CONVEYOR_DATA_DIR"):
             data_dir = Path(env["CONVEYOR_DATA_DIR"])
-        return cls(database_url=url, data_dir=data_dir)
+        return cls(database_url=url, data_dir=data_dir, url_source=source)
+
+    def checked_url(self) -> str | None:
+        """The configured URL, or None for the embedded server; ConfigError if it is malformed."""
+        url = self.database_url
+        if url is not None and not _URL.match(url):
+            # echo the value only when it cannot hold a password (no user-info part)
+            shown = f" ({url!r})" if "@" not in url else ""
+            raise ConfigError(
+                f"{self.url_source} is not a PostgreSQL URL{shown}: write it as "
+                "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE, "
+                "e.g. postgresql://me@localhost:5432/app"
+            )
+        return url
 
 
 def redact(url: str) -> str:

@@ -16,14 +16,33 @@ def test_lease_lost_becomes_lease_lost_with_its_context() -> None:
     assert caught.value.reason == "lease_lost"
 
 
-def test_a_disabled_flag_says_how_to_switch_it_on() -> None:
-    with pytest.raises(Disabled, match=r"fn_config_set\('queue.job_substrate.enabled', 'true'\)"):
+def test_a_disabled_flag_says_the_cli_command_that_switches_it_on() -> None:
+    with pytest.raises(Disabled, match=r"`conveyor config set queue\.job_substrate\.enabled true`"):
         answer_or_raise({"refused": True, "reason": "job_substrate_disabled"})
 
 
-def test_an_unknown_disabled_reason_points_at_phase_status() -> None:
-    with pytest.raises(Disabled, match="conveyor phase status"):
+def test_the_flag_named_in_the_refusal_wins_over_the_fallback() -> None:
+    with pytest.raises(Disabled, match=r"`conveyor config set pilot\.cut\.enabled true`") as caught:
+        answer_or_raise({"refused": True, "reason": "cut_disabled", "flag": "pilot.cut.enabled"})
+    assert caught.value.flag == "pilot.cut.enabled"
+
+
+@pytest.mark.parametrize(
+    ("reason", "flag"),
+    [
+        ("heartbeat_disabled", "queue.heartbeat.enabled"),
+        ("dispatch_disabled", "queue.dispatch.enabled"),
+    ],
+)
+def test_heartbeat_and_dispatch_refusals_name_their_flag(reason: str, flag: str) -> None:
+    with pytest.raises(Disabled, match=f"`conveyor config set {flag} true`"):
+        answer_or_raise({"refused": True, "reason": reason})
+
+
+def test_an_unknown_disabled_reason_points_at_config_list() -> None:
+    with pytest.raises(Disabled, match="conveyor config list") as caught:
         answer_or_raise({"refused": True, "reason": "something_disabled"})
+    assert caught.value.flag is None
 
 
 def test_other_refusals_are_refused_with_their_reason() -> None:

@@ -1,21 +1,24 @@
-"""What every command shares: settings from the global options, a connection, the console."""
+"""What every command shares: settings from the global options, a connection, the console,
+and the check that the phase a command needs is applied."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, LiteralString
 
 import click
 import psycopg
 from rich.console import Console
 
 from conveyor import db
+from conveyor.errors import ConfigError
+from conveyor.phases import catalog
 from conveyor.settings import Settings
 
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,16 +36,89 @@ def state(ctx: click.Context) -> CliState:
     return root.obj
 
 
+def resolve_url(ctx: click.Context) -> str:
+    """The URL of the database, starting the embedded server if none is configured."""
+    settings = state(ctx).settings
+    if settings.embedded:
+        err_console.print("[dim]no CONVEYOR_DATABASE_URL set: using the embedded PostgreSQL[/dim]")
+    return db.resolve_url(settings)
+
+
 @contextmanager
 def connection(
-    ctx: click.Context, *, autocommit: bool = True, application_name: str = "conveyor-cli"
+    ctx: click.Context,
+    *,
+    autocommit: bool = True,
+    application_name: str = "conveyor-cli",
+    needs_phase: int | None = None,
 ) -> Iterator[psycopg.Connection[Any]]:
-    """Open a connection for a command and close it afterwards."""
+    """Open a connection for a command and close it afterwards.
+
+    With *needs_phase*, refuse with a ConfigError naming the command and the phase to apply
+    when that phase (or one it depends on) is not applied.
+    """
     settings = state(ctx).settings
     if settings.embedded:
         err_console.print("[dim]no CONVEYOR_DATABASE_URL set: using the embedded PostgreSQL[/dim]")
     conn = db.connect(settings=settings, autocommit=autocommit, application_name=application_name)
     try:
+        if needs_phase is not None:
+            require_phase(conn, ctx.command_path.removeprefix("conveyor "), needs_phase)
         yield conn
     finally:
         conn.close()
+
+
+def check_reachable(ctx: click.Context, *needs_phases: int) -> str:
+    """Fail fast (ConfigError) when the database cannot be reached or lacks a phase; its URL.
+
+    For long-running commands (worker, orchestrator, up) that would otherwise retry forever.
+    """
+    url = resolve_url(ctx)
+    settings = state(ctx).settings
+    with db.connect(settings=settings, autocommit=True, application_name="conveyor-cli") as conn:
+        for number in needs_phases:
+            require_phase(conn, ctx.command_path.removeprefix("conveyor "), number)
+    return url
+
+
+_APPLIED: LiteralString = """
+    SELECT coalesce(array_agg(ps.phase), '{}')
+      FROM conveyor_meta.phase_state AS ps
+     WHERE ps.state = 'applied'
+"""
+
+
+def applied_phases(conn: psycopg.Connection[Any]) -> set[int]:
+    """The applied phases, read from the ledger without creating it (none on a new database)."""
+    row = conn.execute("SELECT to_regclass('conveyor_meta.phase_state')").fetchone()
+    if row is None or row[0] is None:
+        return set()
+    applied = conn.execute(_APPLIED).fetchone()
+    return set(applied[0]) if applied else set()
+
+
+def _with_dependencies(number: int) -> list[int]:
+    needed = {number}
+    pending = [number]
+    while pending:
+        for dependency in catalog.get(pending.pop()).depends_on:
+            if dependency not in needed:
+                needed.add(dependency)
+                pending.append(dependency)
+    return sorted(needed)
+
+
+def require_phase(conn: psycopg.Connection[Any], command: str, number: int) -> None:
+    """Raise ConfigError unless phase *number* and the phases it depends on are applied."""
+    applied = applied_phases(conn)
+    missing = [n for n in _with_dependencies(number) if n not in applied]
+    if not missing:
+        return
+    phase = catalog.get(number)
+    first = missing[0]
+    then = "" if first == number else f" (it needs phase {first} first)"
+    raise ConfigError(
+        f"`{command}` needs phase {number} ({phase.title}), which is not applied{then}: "
+        f"run `conveyor phase ratify {first} --by NAME` and `conveyor phase apply {first}`"
+    )

@@ -51,7 +51,7 @@ def enqueue(
 ) -> None:
     """Enqueue one job of KIND and print its id."""
     body = _payload(payload)
-    with connection(ctx) as conn:
+    with connection(ctx, needs_phase=1) as conn:
         job_id = jobs.enqueue(
             conn,
             kind,
@@ -76,7 +76,7 @@ def dlq() -> None:
 @click.pass_context
 def dlq_list(ctx: click.Context, kind: str | None, limit: int) -> None:
     """Unresolved dead letters, newest first (no payloads)."""
-    with connection(ctx) as conn:
+    with connection(ctx, needs_phase=1) as conn:
         rows = conn.execute(
             "SELECT d.id, d.job_id, d.queue, d.kind, d.reason, d.attempts, d.failed_at, d.error"
             "  FROM conveyor.v_job_queue_dead_letter_open AS d"
@@ -116,7 +116,7 @@ def dlq_replay(
     """Put dead-lettered jobs back in the queue with attempts = 0."""
     if dead_letter_id is None and kind is None and queue is None:
         raise click.UsageError("give a DEAD_LETTER_ID, or --kind/--queue to replay by filter")
-    with connection(ctx) as conn:
+    with connection(ctx, needs_phase=2) as conn:
         answer = call(conn, REPLAY_SQL, (dead_letter_id, kind, queue, limit, by))
     for item in answer.get("replayed", []):
         console.print(f"dead letter {item['dead_letter_id']} → job {item['job_id']}")

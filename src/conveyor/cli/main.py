@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 
 import click
+import psycopg
+from rich.markup import escape
 
 from conveyor.cli.context import CliState, err_console
-from conveyor.errors import ConveyorError, GateFailed
+from conveyor.errors import ConveyorError
 from conveyor.settings import Settings
 
 
 @click.group()
+@click.version_option(package_name="conveyor", message="conveyor %(version)s")
 @click.option(
     "--database-url",
-    envvar="CONVEYOR_DATABASE_URL",
     default=None,
     help="PostgreSQL URL (default: $CONVEYOR_DATABASE_URL, $DATABASE_URL, else embedded).",
 )
@@ -36,9 +39,21 @@ def cli(ctx: click.Context, database_url: str | None, data_dir: Path | None, ver
 
 
 def _register() -> None:
-    from conveyor.cli import demo, jobs, operations, outbound, phase, report, worker
+    from conveyor.cli import (
+        config,
+        database,
+        demo,
+        jobs,
+        operations,
+        outbound,
+        phase,
+        report,
+        worker,
+    )
 
     cli.add_command(phase.phase)
+    cli.add_command(config.config)
+    cli.add_command(database.db_group)
     cli.add_command(worker.worker)
     cli.add_command(jobs.enqueue)
     cli.add_command(jobs.dlq)
@@ -53,6 +68,22 @@ def _register() -> None:
 
 _register()
 
+# SQL hints speak SQL ("pass NULL for the default"); on a command line that means leaving the
+# option out.
+_PASS_NULL = re.compile(r"\b([Pp])ass NULL\b")
+
+
+def cli_text(message: str) -> str:
+    """*message* worded for a command line."""
+    return _PASS_NULL.sub(
+        lambda m: ("L" if m.group(1) == "P" else "l") + "eave the option out", message
+    )
+
+
+def print_error(message: str) -> None:
+    """`Error: <message>` on stderr, the message printed literally (never read as markup)."""
+    err_console.print(f"[red]Error:[/red] {escape(cli_text(message))}", soft_wrap=True)
+
 
 def main() -> None:
     """Run the CLI; expected errors print one line and exit 1, bugs show a traceback."""
@@ -64,11 +95,12 @@ def main() -> None:
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
-    except GateFailed as error:
-        err_console.print(f"[red]Error:[/red] {error}")
-        sys.exit(1)
     except ConveyorError as error:
-        err_console.print(f"[red]Error:[/red] {error}")
+        print_error(str(error))
+        sys.exit(1)
+    except psycopg.OperationalError as error:  # the server went away mid-command
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        print_error(f"lost the database connection: {lines[0]}; check that the server is up")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

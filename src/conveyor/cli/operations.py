@@ -13,9 +13,11 @@ from typing import Any, LiteralString
 import click
 from rich.table import Table
 
-from conveyor import db, tick
+from conveyor import tick
 from conveyor.calls import call
-from conveyor.cli.context import connection, console, err_console, state
+from conveyor.cli.context import applied_phases, check_reachable, connection, console, err_console
+from conveyor.cli.worker import load_app
+from conveyor.errors import ConfigError
 from conveyor.orchestrator import Orchestrator, OrchestratorConfig
 
 
@@ -38,8 +40,8 @@ def tick_table(results: list[tick.StepResult]) -> Table:
 @click.pass_context
 def tick_command(ctx: click.Context) -> None:
     """Run one tick round (for host cron): reaper, stale check, outbound, retention, periodic."""
-    with connection(ctx, application_name="conveyor-tick") as conn:
-        results = tick.run(conn)
+    with connection(ctx, application_name="conveyor-tick", needs_phase=0) as conn:
+        results = tick.run(conn, applied_phases(conn))
     console.print(tick_table(results))
     if any(r.status == "error" for r in results):
         raise SystemExit(1)
@@ -59,7 +61,8 @@ def orchestrator(
     ctx: click.Context, name: str | None, interval: float, lease_seconds: int | None
 ) -> None:
     """Run tick rounds while leading; several may run, one leads."""
-    url = db.resolve_url(state(ctx).settings)
+    # fail fast at start; once running, it rides out a lost server with capped backoff
+    url = check_reachable(ctx, 3)
     runner = Orchestrator(url, OrchestratorConfig(name, interval, lease_seconds))
     err_console.print(f"orchestrator {runner.name}: ticking every {interval} s while leading")
     _run_until_signal(runner)
@@ -107,10 +110,7 @@ FORGET_SQL: LiteralString = "SELECT conveyor.fn_heartbeat_deregister(component =
 @click.pass_context
 def health(ctx: click.Context, forget: tuple[str, ...]) -> None:
     """v_queue_health as a table; exit 0 only when every component is fresh (a monitor probe)."""
-    with connection(ctx, application_name="conveyor-health") as conn:
-        if conn.execute("SELECT to_regclass('conveyor.v_queue_health')").fetchone() == (None,):
-            err_console.print("Error: v_queue_health does not exist; run `conveyor phase apply 3`")
-            raise SystemExit(2)
+    with connection(ctx, application_name="conveyor-health", needs_phase=3) as conn:
         for component in forget:
             call(conn, FORGET_SQL, (component,))
             err_console.print(f"forgot {component}")
@@ -167,7 +167,8 @@ def up(
 
     Workers that exit unexpectedly are restarted (with backoff); SIGTERM/SIGINT drain them all.
     """
-    url = db.resolve_url(state(ctx).settings)
+    load_app(app)  # a wrong --app fails here, once, not in every restarted worker
+    url = check_reachable(ctx, 2, 3)
     env = {**os.environ, "CONVEYOR_DATABASE_URL": url}
     command = [
         sys.executable,
@@ -182,7 +183,7 @@ def up(
     for queue in queues:
         command += ["--queue", queue]
     runner = Orchestrator(url, OrchestratorConfig(None, interval, None))
-    supervisor = _Supervisor(command, env, workers)
+    supervisor = _Supervisor(command, env, workers, on_give_up=runner.stop)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -197,17 +198,33 @@ def up(
 
     err_console.print(f"conveyor up: orchestrator {runner.name} + {workers} worker process(es)")
     asyncio.run(main())
+    if supervisor.gave_up is not None:
+        raise ConfigError(supervisor.gave_up)
 
 
 class _Supervisor:
-    """Keeps N worker processes running; forwards a stop as SIGTERM and waits for the drain."""
+    """Keeps N worker processes running; forwards a stop as SIGTERM and waits for the drain.
 
-    def __init__(self, command: list[str], env: dict[str, str], count: int) -> None:
+    A worker that exits is restarted after a backoff (0.5 s doubling to 30 s); after
+    QUICK_FAILURES exits in a row each within QUICK_SECONDS of its start, the supervisor stops
+    everything and gives up, saying so (the worker's own error is on stderr above it).
+    """
+
+    QUICK_SECONDS = 10.0
+    QUICK_FAILURES = 5
+
+    def __init__(
+        self, command: list[str], env: dict[str, str], count: int, on_give_up: Any = None
+    ) -> None:
         self.command = command
         self.env = env
         self.count = count
         self.processes: list[subprocess.Popen[Any] | None] = [None] * count
+        self.started = [0.0] * count
         self.restarts = [0] * count
+        self.quick_failures = [0] * count
+        self.gave_up: str | None = None
+        self.on_give_up = on_give_up
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -216,6 +233,25 @@ class _Supervisor:
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
 
+    def _exited(self, i: int, process: subprocess.Popen[Any]) -> float:
+        """Record worker *i*'s exit; return when to start it again."""
+        now = time.monotonic()
+        quick = now - self.started[i] < self.QUICK_SECONDS
+        self.quick_failures[i] = self.quick_failures[i] + 1 if quick else 0
+        self.restarts[i] = self.restarts[i] + 1 if quick else 1
+        if self.quick_failures[i] >= self.QUICK_FAILURES:
+            self.gave_up = (
+                f"worker {i} exited {self.quick_failures[i]} times in a row within "
+                f"{self.QUICK_SECONDS:.0f} s of starting (last exit code {process.returncode}); "
+                "gave up: its error is above, or run `conveyor worker --app …` alone to see it"
+            )
+            return now
+        delay: float = min(30.0, 0.5 * 2.0 ** (self.restarts[i] - 1))
+        err_console.print(
+            f"worker {i} exited with {process.returncode}; restarting in {delay:.1f} s"
+        )
+        return now + delay
+
     async def run(self) -> None:
         next_start = [0.0] * self.count
         while not self._stopping.is_set():
@@ -223,13 +259,17 @@ class _Supervisor:
                 if process is not None and process.poll() is None:
                     continue
                 if process is not None:
-                    err_console.print(f"worker {i} exited with {process.returncode}; restarting")
-                    self.restarts[i] += 1
-                    next_start[i] = time.monotonic() + min(30.0, 0.5 * 2 ** self.restarts[i])
+                    next_start[i] = self._exited(i, process)
                     self.processes[i] = None
+                    if self.gave_up is not None:
+                        self.stop()
+                        if self.on_give_up is not None:
+                            self.on_give_up()
+                        break
                 if time.monotonic() >= next_start[i]:
                     # own session: a Ctrl-C at the terminal reaches only the supervisor, which
                     # forwards one SIGTERM (a second signal would make a worker exit at once)
+                    self.started[i] = time.monotonic()
                     self.processes[i] = subprocess.Popen(
                         self.command, env=self.env, start_new_session=True
                     )

@@ -29,7 +29,7 @@ def outbound(ctx: click.Context, name: str, interval: float, once: bool) -> None
             console.print(json.dumps(event, default=str))
 
     stop = threading.Event()
-    with connection(ctx, application_name=f"conveyor-outbound:{name}") as conn:
+    with connection(ctx, application_name=f"conveyor-outbound:{name}", needs_phase=0) as conn:
         try:
             ticks = outbound_worker.run(
                 conn, name, interval=interval, once=once, stop=stop, on_events=show

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import click
 
-from conveyor import db, handlers
-from conveyor.cli.context import err_console, state
+from conveyor import handlers
+from conveyor.cli.context import check_reachable, err_console
 from conveyor.worker import Worker, WorkerConfig
+
+
+def load_app(spec: str) -> handlers.Registry:
+    """Import the --app registry with the current directory on the import path (as `python -m`
+    and other Python runners do), so `--app myapp.jobs:registry` works from myapp's parent."""
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+    return handlers.load(spec)
 
 
 @click.command()
@@ -43,7 +55,7 @@ def worker(
     executor: str | None,
 ) -> None:
     """Claim and run jobs until SIGTERM/SIGINT (drains; a second signal exits at once)."""
-    registry = handlers.load(app)
+    registry = load_app(app)
     config = WorkerConfig(
         name=name,
         queues=queues or None,
@@ -55,7 +67,8 @@ def worker(
         summary_every=summary_every,
         executor=executor,
     )
-    url = db.resolve_url(state(ctx).settings)
+    # fail fast at start; once running, the worker rides out a lost server with capped backoff
+    url = check_reachable(ctx)
     runner = Worker(registry, url, config)
     err_console.print(
         f"worker {runner.name}: kinds {', '.join(registry.kinds)}; queues "
