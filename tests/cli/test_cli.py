@@ -3,38 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 import pytest
 
-
-def conveyor(
-    *args: str,
-    url: str | None,
-    timeout: float = 120,
-    cwd: Path | None = None,
-    extra_env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"CONVEYOR_DATABASE_URL", "DATABASE_URL", "CONVEYOR_TEST_DATABASE_URL"}
-    }
-    env["COLUMNS"] = "200"
-    if url is not None:
-        env["CONVEYOR_DATABASE_URL"] = url
-    env.update(extra_env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "conveyor", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-    )
+from cli.running import conveyor
 
 
 def test_phase_status_lists_every_phase_on_a_new_database(empty_dsn: str) -> None:

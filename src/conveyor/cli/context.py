@@ -63,7 +63,7 @@ def connection(
     conn = db.connect(settings=settings, autocommit=autocommit, application_name=application_name)
     try:
         if needs_phase is not None:
-            require_phase(conn, ctx.command_path.removeprefix("conveyor "), needs_phase)
+            require_phase(conn, command_name(ctx), needs_phase)
         yield conn
     finally:
         conn.close()
@@ -78,8 +78,18 @@ def check_reachable(ctx: click.Context, *needs_phases: int) -> str:
     settings = state(ctx).settings
     with db.connect(settings=settings, autocommit=True, application_name="conveyor-cli") as conn:
         for number in needs_phases:
-            require_phase(conn, ctx.command_path.removeprefix("conveyor "), number)
+            require_phase(conn, command_name(ctx), number)
     return url
+
+
+def command_name(ctx: click.Context) -> str:
+    """The command as typed after `conveyor` (e.g. "dlq replay")."""
+    names: list[str] = []
+    current: click.Context | None = ctx
+    while current is not None and current.parent is not None:
+        names.append(current.info_name or "")
+        current = current.parent
+    return " ".join(reversed(names))
 
 
 _APPLIED: LiteralString = """

@@ -12,6 +12,7 @@ from rich.table import Table
 from conveyor import jobs
 from conveyor.calls import call
 from conveyor.cli.context import connection, console
+from conveyor.errors import ConfigError, Refused
 
 
 def _payload(text: str) -> dict[str, Any]:
@@ -117,7 +118,14 @@ def dlq_replay(
     if dead_letter_id is None and kind is None and queue is None:
         raise click.UsageError("give a DEAD_LETTER_ID, or --kind/--queue to replay by filter")
     with connection(ctx, needs_phase=2) as conn:
-        answer = call(conn, REPLAY_SQL, (dead_letter_id, kind, queue, limit, by))
+        try:
+            answer = call(conn, REPLAY_SQL, (dead_letter_id, kind, queue, limit, by))
+        except Refused as refusal:
+            if refusal.reason != "not_found":
+                raise
+            raise ConfigError(
+                f"there is no dead letter {dead_letter_id}; `conveyor dlq list` shows the open ones"
+            ) from refusal
     for item in answer.get("replayed", []):
         console.print(f"dead letter {item['dead_letter_id']} → job {item['job_id']}")
     for item in answer.get("skipped", []):

@@ -88,7 +88,7 @@ def print_error(message: str) -> None:
 def main() -> None:
     """Run the CLI; expected errors print one line and exit 1, bugs show a traceback."""
     try:
-        code = cli.main(standalone_mode=False)
+        code = cli.main(prog_name="conveyor", standalone_mode=False)
     except click.exceptions.Abort:
         err_console.print("Aborted.")
         sys.exit(130)
