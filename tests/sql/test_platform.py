@@ -1045,12 +1045,20 @@ def test_route_domain_check_accepts_iu_staging_and_system(db, event_type) -> Non
     db.execute("SELECT fn_event_type_register(%s)", (event_type,))
     domain = event_type.replace("/", ".").split(".")[0]
 
+    route = unique("tests.")
     db.execute(
         """INSERT INTO iu_sql_event_route
                (route, source_table, operation, target_event_type, target_event_domain)
            VALUES (%s, 'x.y', 'UPDATE', %s, %s)""",
-        (unique("tests."), event_type, domain),
+        (route, event_type, domain),
     )
+
+    stored = db.execute(
+        "SELECT target_event_type, target_event_domain FROM iu_sql_event_route WHERE route = %s",
+        (route,),
+    ).fetchall()
+    assert stored == [(event_type, domain)]
+    assert domain in {"iu", "staging", "system"}
 
 
 def test_the_staging_routes_are_seeded_enabled(db) -> None:
