@@ -47,6 +47,18 @@ def marker(job: JobContext) -> None:
         time.sleep(0.05)
 
 
+@registry.handler("test.wait_release")
+def wait_release(job: JobContext) -> None:
+    """Writes a marker file, then works until the test creates the release file (or the job is
+    cancelled): the test, not the clock, decides when the attempt may finish."""
+    with open(job.payload["marker"], "a") as out:
+        out.write(f"{job.job.job_id} {job.job.attempts} {job.worker}\n")
+    release = job.payload["release"]
+    deadline = time.monotonic() + 120  # a failure guard only: a test that forgets still ends
+    while not os.path.exists(release) and not job.cancelled and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 @registry.handler("test.block_loop")
 async def block_loop(job: JobContext) -> None:
     """Blocks the event loop (a badly written async handler)."""

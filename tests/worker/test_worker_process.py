@@ -199,17 +199,15 @@ def test_lease_renewal_survives_a_handler_that_blocks_the_event_loop(
 def test_a_paused_zombie_worker_is_fenced_when_it_resumes(
     sql, queue, start_worker, tmp_path: Path
 ) -> None:
-    marker = tmp_path / "marker"
-    job_id = enqueue(sql, "test.marker", queue, {"marker": str(marker), "seconds": 2})
+    marker, release = tmp_path / "marker", tmp_path / "release"
+    payload = {"marker": str(marker), "release": str(release)}
+    job_id = enqueue(sql, "test.wait_release", queue, payload)
     zombie = start_worker("--queue", queue, "--lease-seconds", "3")
-    wait_until(marker.exists, timeout=20)
+    wait_until(marker.exists, timeout=20)  # the zombie's attempt runs until `release` exists
     zombie.send_signal(signal.SIGSTOP)
     try:
         reap_expired(sql, queue)
-        sql.execute(
-            "UPDATE job_queue SET payload = jsonb_set(payload, '{seconds}', '0') WHERE id = %s",
-            (job_id,),
-        )
+        release.touch()  # the paused zombie cannot see it; the rescuer's attempt ends at once
         rescuer = start_worker("--queue", queue, "--name", "rescuer")
         wait_until(lambda: statuses(sql, queue) == {"succeeded": 1}, timeout=20)
         rescuer.send_signal(signal.SIGTERM)
