@@ -43,6 +43,7 @@ def _register() -> None:
         config,
         database,
         demo,
+        health,
         jobs,
         operations,
         outbound,
@@ -59,7 +60,7 @@ def _register() -> None:
     cli.add_command(jobs.dlq)
     cli.add_command(operations.tick_command)
     cli.add_command(operations.orchestrator)
-    cli.add_command(operations.health)
+    cli.add_command(health.health)
     cli.add_command(operations.up)
     cli.add_command(report.report)
     cli.add_command(demo.demo)

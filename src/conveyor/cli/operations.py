@@ -1,4 +1,4 @@
-"""`conveyor tick`, `conveyor orchestrator`, `conveyor health` and `conveyor up`."""
+"""`conveyor tick`, `conveyor orchestrator` and `conveyor up`."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, LiteralString
+from typing import Any
 
 import click
 from rich.table import Table
 
 from conveyor import tick
-from conveyor.calls import call
 from conveyor.cli.context import applied_phases, check_reachable, connection, console, err_console
 from conveyor.cli.worker import load_app
 from conveyor.errors import ConfigError
@@ -76,68 +75,6 @@ def _run_until_signal(runner: Orchestrator) -> None:
         await runner.run()
 
     asyncio.run(main())
-
-
-HEALTH_SQL: LiteralString = """
-    SELECT h.component, h.component_kind AS kind, h.status_hint,
-           round(h.heartbeat_age_seconds::numeric, 1) AS beat_age_s,
-           h.cursor_lag_events AS cursor_lag, h.backlog_count AS backlog,
-           round(h.oldest_ready_age_seconds::numeric, 1) AS oldest_ready_s,
-           h.in_progress_count AS in_progress, h.expired_lease_count AS expired_leases,
-           h.dead_letter_open_count AS dead_letters
-      FROM conveyor.v_queue_health AS h
-     ORDER BY h.component
-"""
-SIGNALS_SQL: LiteralString = """
-    SELECT round(max(h.oldest_xmin_age_seconds)::numeric, 1),
-           round(max(h.job_queue_dead_tuple_ratio)::numeric, 3),
-           max(h.notification_queue_usage)
-      FROM conveyor.v_queue_health AS h
-"""
-
-
-FORGET_SQL: LiteralString = "SELECT conveyor.fn_heartbeat_deregister(component => %s::text)"
-
-
-@click.command()
-@click.option(
-    "--forget",
-    "forget",
-    multiple=True,
-    metavar="COMPONENT",
-    help="Deregister a component that is gone for good (e.g. a crashed worker), then report.",
-)
-@click.pass_context
-def health(ctx: click.Context, forget: tuple[str, ...]) -> None:
-    """v_queue_health as a table; exit 0 only when every component is fresh (a monitor probe)."""
-    with connection(ctx, application_name="conveyor-health", needs_phase=3) as conn:
-        for component in forget:
-            call(conn, FORGET_SQL, (component,))
-            err_console.print(f"forgot {component}")
-        cursor = conn.execute(HEALTH_SQL)
-        columns = [c.name for c in cursor.description or []]
-        rows = cursor.fetchall()
-        signals = conn.execute(SIGNALS_SQL).fetchone()
-    table = Table(title="queue health")
-    for column in columns:
-        table.add_column(column.replace("_", " "))
-    colour = {"fresh": "green", "late": "yellow", "stale": "red", "never": "red"}
-    hint_at = columns.index("status_hint")
-    for row in rows:
-        cells = ["" if v is None else str(v) for v in row]
-        hint = str(row[hint_at])
-        cells[hint_at] = f"[{colour.get(hint, 'white')}]{hint}[/{colour.get(hint, 'white')}]"
-        table.add_row(*cells)
-    console.print(table)
-    if signals is not None and rows:
-        console.print(
-            f"database: oldest transaction/xmin age {signals[0]} s, job_queue dead tuple ratio "
-            f"{signals[1]}, notification queue usage {signals[2]}"
-        )
-    unhealthy = [str(r[0]) for r in rows if r[hint_at] != "fresh"]
-    if unhealthy:
-        err_console.print(f"not fresh: {', '.join(unhealthy)}")
-        raise SystemExit(1)
 
 
 @click.command()

@@ -1,0 +1,113 @@
+"""`conveyor health`: v_queue_health as a table, and for every component that is not fresh, what
+that means and the command that resolves it."""
+
+from __future__ import annotations
+
+from typing import Any, LiteralString
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from conveyor.calls import call
+from conveyor.cli.context import connection, console, err_console
+
+HEALTH_SQL: LiteralString = """
+    SELECT h.component, h.component_kind AS kind, h.status_hint,
+           round(h.heartbeat_age_seconds::numeric, 1) AS beat_age_s,
+           h.cursor_lag_events AS cursor_lag, h.backlog_count AS backlog,
+           round(h.oldest_ready_age_seconds::numeric, 1) AS oldest_ready_s,
+           h.in_progress_count AS in_progress, h.expired_lease_count AS expired_leases,
+           h.dead_letter_open_count AS dead_letters
+      FROM conveyor.v_queue_health AS h
+     ORDER BY h.component
+"""
+SIGNALS_SQL: LiteralString = """
+    SELECT round(max(h.oldest_xmin_age_seconds)::numeric, 1),
+           round(max(h.job_queue_dead_tuple_ratio)::numeric, 3),
+           max(h.notification_queue_usage)
+      FROM conveyor.v_queue_health AS h
+"""
+FORGET_SQL: LiteralString = "SELECT conveyor.fn_heartbeat_deregister(component => %s::text)"
+
+# How to bring each kind of component back.
+_RESTART = {
+    "worker": "start it again (`conveyor worker --app …` or `conveyor up`)",
+    "orchestrator": "start it again (`conveyor orchestrator` or `conveyor up`)",
+    "outbound": "run `conveyor outbound`, or `conveyor orchestrator`, which ticks it",
+}
+
+
+def explain(component: str, kind: str, hint: str, age: Any) -> str:
+    """One line: what *hint* means for this component and the command that resolves it."""
+    restart = _RESTART.get(kind, "start it again")
+    forget = f"`conveyor health --forget {component}`"
+    if hint == "stale":
+        return (
+            f"{component} ({kind}) is stale: no heartbeat for {age} s, past its threshold. If it "
+            f"is running, {restart}; if it crashed or was retired for good, clear it with {forget}"
+        )
+    if hint == "late":
+        return (
+            f"{component} ({kind}) is late: its last beat was {age} s ago, over twice its "
+            "cadence. It may be overloaded or blocked; it turns stale past the threshold"
+        )
+    if hint == "never":
+        return (
+            f"{component} ({kind}) registered but never beat: check its log that it started; "
+            f"if it is gone, clear it with {forget}"
+        )
+    return f"{component} ({kind}) is {hint}"
+
+
+def _signals_line(signals: tuple[Any, ...]) -> str:
+    xmin, dead, notify = signals
+    long_tx = "no long transaction" if xmin is None else f"oldest transaction/xmin age {xmin} s"
+    dead_text = "n/a" if dead is None else str(dead)
+    notify_text = "n/a" if notify is None else str(notify)
+    return (
+        f"database: {long_tx}, job_queue dead tuple ratio {dead_text}, "
+        f"notification queue usage {notify_text}"
+    )
+
+
+@click.command()
+@click.option(
+    "--forget",
+    "forget",
+    multiple=True,
+    metavar="COMPONENT",
+    help="Deregister a component that is gone for good (e.g. a crashed worker), then report.",
+)
+@click.pass_context
+def health(ctx: click.Context, forget: tuple[str, ...]) -> None:
+    """v_queue_health as a table; exit 0 only when every component is fresh (a monitor probe)."""
+    with connection(ctx, application_name="conveyor-health", needs_phase=3) as conn:
+        for component in forget:
+            call(conn, FORGET_SQL, (component,))
+            err_console.print(f"forgot {escape(component)}")
+        cursor = conn.execute(HEALTH_SQL)
+        columns = [c.name for c in cursor.description or []]
+        rows = cursor.fetchall()
+        signals = conn.execute(SIGNALS_SQL).fetchone()
+    table = Table(title="queue health")
+    for column in columns:
+        table.add_column(column.replace("_", " "))
+    colour = {"fresh": "green", "late": "yellow", "stale": "red", "never": "red"}
+    hint_at = columns.index("status_hint")
+    for row in rows:
+        cells = [escape("" if v is None else str(v)) for v in row]
+        hint = str(row[hint_at])
+        cells[hint_at] = f"[{colour.get(hint, 'white')}]{hint}[/{colour.get(hint, 'white')}]"
+        table.add_row(*cells)
+    console.print(table)
+    if not rows:
+        console.print("no component is registered: start `conveyor worker` or `conveyor up`")
+    if signals is not None and rows:
+        console.print(_signals_line(tuple(signals)), markup=False)
+    unhealthy = [row for row in rows if row[hint_at] != "fresh"]
+    for row in unhealthy:
+        err_console.print(explain(str(row[0]), str(row[1]), str(row[2]), row[3]), markup=False)
+    if unhealthy:
+        err_console.print(f"not fresh: {', '.join(str(row[0]) for row in unhealthy)}", markup=False)
+        raise SystemExit(1)
