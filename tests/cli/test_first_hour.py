@@ -79,6 +79,12 @@ def test_the_readme_first_hour_runs_as_written(empty_dsn: str, tmp_path: Path) -
     assert "queue.job_substrate.enabled" in outputs["conveyor config list"]
 
 
+def _both_jobs_done(url: str) -> bool:
+    done = "SELECT count(*) FROM conveyor.job_queue WHERE status = 'succeeded'"
+    dead = "SELECT count(*) FROM conveyor.v_job_queue_dead_letter_open"
+    return _count(url, done) == 1 and _count(url, dead) == 1
+
+
 def _run_worker_until_both_jobs_are_done(command: str, url: str, cwd: Path) -> None:
     # the script, not `python -m`: only the fix puts the current directory on the import path
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "PYTHONPATH"}}
@@ -89,15 +95,7 @@ def _run_worker_until_both_jobs_are_done(command: str, url: str, cwd: Path) -> N
             [str(SCRIPT), *shlex.split(command)[1:]], env=env, cwd=cwd, stdout=out, stderr=out
         )
     try:
-        wait_until(
-            lambda: (
-                (_count(url, "SELECT count(*) FROM conveyor.job_queue WHERE status = 'succeeded'")
-                == 1
-                and _count(url, "SELECT count(*) FROM conveyor.v_job_queue_dead_letter_open") == 1)
-                or worker.poll() is not None
-            ),
-            timeout=60,
-        )
+        wait_until(lambda: _both_jobs_done(url) or worker.poll() is not None, timeout=60)
         assert worker.poll() is None, log.read_text()
     finally:
         worker.send_signal(signal.SIGTERM)
