@@ -72,11 +72,28 @@ def test_demo_applies_phases_and_runs_jobs_on_a_database_url(empty_dsn: str) -> 
             "SELECT count(*) FROM conveyor.job_queue WHERE queue = 'demo' AND status = 'succeeded'"
         ).fetchone()
     assert done == (25,)  # 5 by hand through the SQL functions, 20 by a worker process
-    assert "watchdog alerts" in result.stdout
     assert "red zones: demo-worker" in result.stdout
-    again = conveyor("demo", url=empty_dsn)
+    assert "phase 1 gate" not in result.stdout  # the gate tables only with -v
+    assert len(result.stdout.splitlines()) < 40
+    assert "next, try:" in result.stdout
+    assert "health: green" in result.stdout
+    health = conveyor("health", url=empty_dsn)
+    assert health.returncode == 0, health.stdout + health.stderr
+    first_alert = _alert_line(result.stdout)
+
+    again = conveyor("demo", "-v", url=empty_dsn)
     assert again.returncode == 0, again.stderr
     assert "already applied" in again.stdout
+    assert "tick" in again.stdout and "watchdog alerts (system/queue_worker_silent" in again.stdout
+    second_alert = _alert_line(again.stdout)
+    assert second_alert.endswith(" silent") and second_alert != first_alert  # its own run's
+    assert conveyor("health", url=empty_dsn).returncode == 0
+
+
+def _alert_line(stdout: str) -> str:
+    """The alerts a demo run reported ("#12 silent"), from its one-line account."""
+    line = next(r for r in stdout.splitlines() if r.startswith("watchdog alerts for demo-worker"))
+    return line.split(": ", 1)[1]
 
 
 def _postmaster_running(data_dir: Path) -> bool:
