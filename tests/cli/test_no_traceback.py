@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from cli.running import UNREACHABLE, conveyor
+from conveyor import jobs
 from conveyor.cli.main import cli
 from conveyor.phases import runner
 
@@ -218,3 +219,16 @@ def test_a_disabled_substrate_says_the_config_command_and_that_command_works(
     enqueued = conveyor("enqueue", "demo.echo", url=empty_dsn, timeout=60)
     assert enqueued.returncode == 0, enqueued.stderr
     assert enqueued.stdout.strip().isdigit()
+
+
+def test_a_dead_letter_error_with_brackets_is_listed_literally(empty_dsn: str) -> None:
+    _apply(empty_dsn, 0, 1, 2)
+    error = "[bold]bad[/bold] input: expected [a-z]+"
+    with psycopg.connect(empty_dsn, autocommit=True) as conn:
+        conn.execute("SELECT conveyor.fn_config_set('queue.job_substrate.enabled', 'true')")
+        jobs.enqueue(conn, "demo.echo", {}, queue="markup")
+        (claimed,) = jobs.claim(conn, "t", queues=["markup"], batch=1, lease_seconds=30)
+        jobs.fail_permanent(conn, claimed.job_id, claimed.lease_token, error)
+    result = conveyor("dlq", "list", url=empty_dsn, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert error in result.stdout

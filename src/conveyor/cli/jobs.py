@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, LiteralString
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from conveyor import jobs
@@ -89,7 +90,7 @@ def dlq_list(ctx: click.Context, kind: str | None, limit: int) -> None:
     for column in ("id", "job", "queue", "kind", "reason", "attempts", "failed at", "error"):
         table.add_column(column)
     for row in rows:
-        table.add_row(*(str(v)[:80] if v is not None else "" for v in row))
+        table.add_row(*(escape(str(v)[:80]) if v is not None else "" for v in row))
     console.print(table)
 
 
@@ -127,13 +128,14 @@ def dlq_replay(
                 f"there is no dead letter {dead_letter_id}; `conveyor dlq list` shows the open ones"
             ) from refusal
     for item in answer.get("replayed", []):
-        console.print(f"dead letter {item['dead_letter_id']} → job {item['job_id']}")
+        console.print(f"dead letter {item['dead_letter_id']} → job {item['job_id']}", markup=False)
     for item in answer.get("skipped", []):
         detail = ", ".join(
             f"{k}={v}" for k, v in item.items() if k not in {"dead_letter_id", "reason"}
         )
         console.print(
-            f"dead letter {item['dead_letter_id']} skipped: {item['reason']} {detail}".rstrip()
+            f"dead letter {item['dead_letter_id']} skipped: {item['reason']} {detail}".rstrip(),
+            markup=False,
         )
     if not answer.get("replayed") and not answer.get("skipped"):
         console.print("nothing to replay")

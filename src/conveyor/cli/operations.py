@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from conveyor import tick
@@ -29,7 +30,7 @@ def tick_table(results: list[tick.StepResult]) -> Table:
         table.add_row(
             result.step,
             f"[{colour[result.status]}]{result.status}[/{colour[result.status]}]",
-            result.detail,
+            escape(result.detail),
             f"{result.seconds * 1000:.1f}",
         )
     return table

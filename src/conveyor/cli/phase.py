@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -52,7 +53,7 @@ def status_table(statuses: list[PhaseStatus]) -> Table:
             applied,
             _when(status),
             _gate_text(status),
-            flags or "—",
+            escape(flags) or "—",
         )
     return table
 
@@ -64,7 +65,8 @@ def gate_table(result: GateResult) -> Table:
     table.add_column("passed")
     table.add_column("detail")
     for item in result.items:
-        table.add_row(item.item, "[green]✔[/green]" if item.passed else "[red]✘[/red]", item.detail)
+        mark = "[green]✔[/green]" if item.passed else "[red]✘[/red]"
+        table.add_row(escape(item.item), mark, escape(item.detail))
     return table
 
 

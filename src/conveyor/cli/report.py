@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from conveyor.cli.context import connection, console
@@ -25,7 +26,8 @@ def report_tables(objects: dict[int, list[ReportObject]]) -> list[Table]:
         for item in items:
             if item.kind in {"index", "sequence"}:
                 continue
-            table.add_row(item.kind, item.name, "" if item.rows is None else f"{item.rows:,}")
+            rows = "" if item.rows is None else f"{item.rows:,}"
+            table.add_row(item.kind, escape(item.name), rows)
         tables.append(table)
     return tables
 
