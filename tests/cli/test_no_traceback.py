@@ -3,11 +3,13 @@ exits non-zero, and never shows a traceback (issue 10, item 2)."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import click
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cli.running import UNREACHABLE, conveyor
 from conveyor import jobs
@@ -232,3 +234,20 @@ def test_a_dead_letter_error_with_brackets_is_listed_literally(empty_dsn: str) -
     result = conveyor("dlq", "list", url=empty_dsn, timeout=60)
     assert result.returncode == 0, result.stderr
     assert error in result.stdout
+
+
+def test_a_role_without_privileges_gets_one_line_not_a_traceback(empty_dsn: str) -> None:
+    _apply(empty_dsn, 0, 1)
+    role = f"nopriv_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(empty_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        params = conninfo_to_dict(empty_dsn)
+        params["user"] = role
+    try:
+        result = conveyor("config", "list", url=make_conninfo("", **params), timeout=60)
+        assert result.returncode == 1
+        assert "Error: the database refused: permission denied" in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        with psycopg.connect(empty_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP ROLE "{role}"')

@@ -86,6 +86,15 @@ def print_error(message: str) -> None:
     err_console.print(f"[red]Error:[/red] {escape(cli_text(message))}", soft_wrap=True)
 
 
+# Errors that say something about the deployment, not a bug in conveyor: one line, no traceback.
+_ENVIRONMENT_ERRORS = (
+    psycopg.errors.InsufficientPrivilege,
+    psycopg.errors.ReadOnlySqlTransaction,
+    psycopg.errors.QueryCanceled,
+    psycopg.errors.LockNotAvailable,
+)
+
+
 def main() -> None:
     """Run the CLI; expected errors print one line and exit 1, bugs show a traceback."""
     try:
@@ -102,6 +111,9 @@ def main() -> None:
     except psycopg.OperationalError as error:  # the server went away mid-command
         lines = str(error).strip().splitlines() or [type(error).__name__]
         print_error(f"lost the database connection: {lines[0]}; check that the server is up")
+        sys.exit(1)
+    except _ENVIRONMENT_ERRORS as error:  # the role, a timeout or a read-only server said no
+        print_error(f"the database refused: {error.diag.message_primary or error}")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
