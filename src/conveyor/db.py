@@ -68,10 +68,10 @@ def connect(
             "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
         ) from error
     except psycopg.OperationalError as error:
-        raise ConfigError(unreachable_message(target, source, error)) from error
+        raise ConfigError(_unreachable(target, source, error)) from error
 
 
-def unreachable_message(target: str, source: str, error: Exception) -> str:
+def _unreachable(target: str, source: str, error: Exception) -> str:
     """One line saying which server could not be reached, why, and which setting to check."""
     if source == "the embedded server":
         fix = "see the embedded server's log (<data dir>.log), or set CONVEYOR_DATABASE_URL"

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, LiteralString
+from typing import Any
 
 import click
 import psycopg
 from rich.console import Console
 
-from conveyor import db
+from conveyor import db, tick
 from conveyor.errors import ConfigError
 from conveyor.phases import catalog
 from conveyor.settings import Settings
@@ -92,19 +92,12 @@ def command_name(ctx: click.Context) -> str:
     return " ".join(reversed(names))
 
 
-_APPLIED: LiteralString = """
-    SELECT coalesce(array_agg(ps.phase), '{}')
-      FROM conveyor_meta.phase_state AS ps
-     WHERE ps.state = 'applied'
-"""
-
-
 def applied_phases(conn: psycopg.Connection[Any]) -> set[int]:
     """The applied phases, read from the ledger without creating it (none on a new database)."""
     row = conn.execute("SELECT to_regclass('conveyor_meta.phase_state')").fetchone()
     if row is None or row[0] is None:
         return set()
-    applied = conn.execute(_APPLIED).fetchone()
+    applied = conn.execute(tick.APPLIED_SQL).fetchone()
     return set(applied[0]) if applied else set()
 
 

@@ -103,7 +103,8 @@ def up(
 ) -> None:
     """Run an orchestrator and worker processes for a single-machine deployment.
 
-    Workers that exit unexpectedly are restarted (with backoff); SIGTERM/SIGINT drain them all.
+    Workers that exit unexpectedly are restarted with backoff; after 5 exits in a row within
+    10 s of starting, `up` stops and says so. SIGTERM/SIGINT drain them all.
     """
     load_app(app)  # a wrong --app fails here, once, not in every restarted worker
     url = check_reachable(ctx, 2, 3)
