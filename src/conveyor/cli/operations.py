@@ -17,6 +17,7 @@ from conveyor import db, tick
 from conveyor.calls import call
 from conveyor.cli.context import connection, console, err_console, state
 from conveyor.orchestrator import Orchestrator, OrchestratorConfig
+from conveyor.pilot import WORKER_ARGS as PILOT_WORKER_ARGS
 
 
 def tick_table(results: list[tick.StepResult]) -> Table:
@@ -141,7 +142,10 @@ def health(ctx: click.Context, forget: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.option("--app", required=True, help="MODULE:REGISTRY with the handlers.")
+@click.option("--app", default=None, help="MODULE:REGISTRY with the handlers.")
+@click.option(
+    "--pilot", is_flag=True, help="Run the MARK/CUT pilot's workers (phase 5) instead of --app."
+)
 @click.option(
     "--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes."
 )
@@ -157,7 +161,8 @@ def health(ctx: click.Context, forget: tuple[str, ...]) -> None:
 @click.pass_context
 def up(
     ctx: click.Context,
-    app: str,
+    app: str | None,
+    pilot: bool,
     workers: int,
     concurrency: int,
     queues: tuple[str, ...],
@@ -167,18 +172,12 @@ def up(
 
     Workers that exit unexpectedly are restarted (with backoff); SIGTERM/SIGINT drain them all.
     """
+    if pilot == (app is not None):
+        raise click.UsageError("give either --app MODULE:REGISTRY or --pilot")
     url = db.resolve_url(state(ctx).settings)
     env = {**os.environ, "CONVEYOR_DATABASE_URL": url}
-    command = [
-        sys.executable,
-        "-m",
-        "conveyor",
-        "worker",
-        "--app",
-        app,
-        "--concurrency",
-        str(concurrency),
-    ]
+    command = [sys.executable, "-m", "conveyor", "worker", "--concurrency", str(concurrency)]
+    command += list(PILOT_WORKER_ARGS[1:]) if pilot else ["--app", str(app)]
     for queue in queues:
         command += ["--queue", queue]
     runner = Orchestrator(url, OrchestratorConfig(None, interval, None))
