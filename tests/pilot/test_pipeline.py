@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 
+from conveyor import pilot
 from helpers import scalar, set_flag, wait_until, worker_log
 from pilot.support import Sql, Starter, all_cleaned, events, stage, statuses, step_jobs
 
@@ -168,3 +169,18 @@ def test_a_target_that_does_not_match_the_staged_checksum_dead_letters_the_verif
     assert "checksum_mismatch" in dead[2]
     assert statuses(sql, [record_id]) == {"cut": 1}
     assert events(sql, [record_id]).get("staging.record_verified") is None
+
+
+def test_demo_one_pushes_one_record_through_for_the_demo(pilot_dsn: str) -> None:
+    with psycopg.connect(pilot_dsn, autocommit=True) as conn:
+        record = pilot.demo_one(conn, pilot_dsn, timeout=90)
+
+    assert record.status == "cleaned"
+    assert record.pilot
+    assert [step for step, by, _at in record.steps if by] == [
+        "marked",
+        "approved",
+        "cut",
+        "verified",
+        "cleaned",
+    ]
