@@ -174,7 +174,7 @@ def record(conn: psycopg.Connection[Any], record_id: int) -> StagedRecord | None
 class StepJob:
     """A job that carried one of a record's steps (live, finished or dead-lettered).
 
-    *worker* is the lease holder while it runs; who did a finished step is on the record.
+    *worker* is the worker that holds (or last held) its lease.
     """
 
     job_id: int

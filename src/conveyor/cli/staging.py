@@ -108,13 +108,14 @@ def list_command(
         _require_phase_5(conn)
         rows = pilot.records(conn, collection, status, limit)
     table = Table(title="staging records")
-    for column in ("id", "collection", "key", "status", "next", "waiting s", "job"):
+    for column in ("id", "collection", "pilot", "key", "status", "next", "waiting s", "job"):
         table.add_column(column)
     for r in rows:
         waiting = "" if r.waiting_seconds is None else f"{r.waiting_seconds:.1f}"
         table.add_row(
             str(r.id),
-            r.collection + (" (pilot)" if r.pilot else ""),
+            r.collection,
+            "yes" if r.pilot else "",
             r.record_key,
             f"[red]{r.status} (stuck)[/red]" if r.stuck else r.status,
             r.next_op or "",
