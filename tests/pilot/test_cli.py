@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
-from helpers import scalar
-from pilot.support import Sql
+from helpers import scalar, wait_until
+from pilot.support import Sql, all_cleaned, stage
 
 
 def conveyor(*args: str, url: str) -> subprocess.CompletedProcess[str]:
@@ -149,3 +150,35 @@ def test_approving_or_showing_an_unknown_record_is_one_clear_error(pilot_dsn: st
     assert "record_not_found" in approve.stderr and "Traceback" not in approve.stderr
     assert show.returncode == 1
     assert "Error: there is no staging record 999999" in show.stderr
+
+
+def test_up_pilot_runs_the_orchestrator_and_pilot_workers_until_sigterm(
+    pilot_dsn: str, sql: Sql
+) -> None:
+    env = {**os.environ, "CONVEYOR_DATABASE_URL": pilot_dsn}
+    up = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "up", "--pilot", "--workers", "2", "--interval", "0.2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        ids = stage(sql, 5)
+        wait_until(lambda: all_cleaned(sql, ids), timeout=120)
+    finally:
+        up.send_signal(signal.SIGTERM)
+        try:
+            assert up.wait(timeout=60) == 0
+        finally:
+            if up.poll() is None:
+                os.killpg(up.pid, signal.SIGKILL)
+                up.wait()
+
+
+def test_up_needs_either_an_app_or_the_pilot(pilot_dsn: str) -> None:
+    neither = conveyor("up", url=pilot_dsn)
+    both = conveyor("up", "--pilot", "--app", "x:y", url=pilot_dsn)
+
+    assert neither.returncode == both.returncode == 2
+    assert "give either --app MODULE:REGISTRY or --pilot" in neither.stderr

@@ -176,8 +176,15 @@ def up(
         raise click.UsageError("give either --app MODULE:REGISTRY or --pilot")
     url = db.resolve_url(state(ctx).settings)
     env = {**os.environ, "CONVEYOR_DATABASE_URL": url}
-    command = [sys.executable, "-m", "conveyor", "worker", "--concurrency", str(concurrency)]
-    command += list(PILOT_WORKER_ARGS[1:]) if pilot else ["--app", str(app)]
+    command = [
+        sys.executable,
+        "-m",
+        "conveyor",
+        "worker",
+        *(PILOT_WORKER_ARGS[1:] if pilot else ("--app", str(app))),
+        "--concurrency",
+        str(concurrency),
+    ]
     for queue in queues:
         command += ["--queue", queue]
     runner = Orchestrator(url, OrchestratorConfig(None, interval, None))
