@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from helpers import scalar, wait_until
+from helpers import scalar, set_flag, wait_until
 from pilot.pilotapps import HOLD_KEY
 from pilot.support import Sql, Starter, all_cleaned, events, stage, statuses, step_jobs
 
@@ -135,3 +135,38 @@ def test_two_workers_and_a_thousand_records_approved_at_once_do_each_step_once(
         ).fetchall()
     )
     assert set(by_worker) == {"w1", "w2"}
+
+
+def test_a_cut_in_flight_when_the_pilot_is_switched_off_finishes_and_the_next_step_waits(
+    pilot_dsn: str, sql: Sql, start_worker: Starter, start_orchestrator: Starter
+) -> None:
+    start_orchestrator()
+    with psycopg.connect(pilot_dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (HOLD_KEY,))
+        start_worker("--name", "inflight", app="pilotapps:blocking")
+        [record_id] = stage(sql, 1)
+        wait_until(lambda: _blocked_backend(sql), timeout=60)  # inside the cut, past the flag
+        set_flag(sql, "pilot.cut.enabled", False)
+        holder.execute("SELECT pg_advisory_unlock(%s)", (HOLD_KEY,))
+    try:
+        wait_until(lambda: statuses(sql, [record_id]) == {"cut": 1}, timeout=60)
+        # the verify job is enqueued and refused (snoozed), the record waits at cut
+        wait_until(
+            lambda: (
+                scalar(
+                    sql,
+                    "SELECT count(*) FROM conveyor.job_queue AS jq"
+                    " WHERE jq.kind = 'staging.verify_cut' AND jq.status = 'queued'"
+                    " AND jq.run_at > now()"
+                    " AND (jq.payload ->> 'record_id')::bigint = %s",
+                    (record_id,),
+                )
+                == 1
+            ),
+            timeout=60,
+        )
+        assert statuses(sql, [record_id]) == {"cut": 1}
+    finally:
+        set_flag(sql, "pilot.cut.enabled", True)
+    wait_until(lambda: all_cleaned(sql, [record_id]), timeout=60)
+    assert step_jobs(sql, [record_id]) == {(kind, "succeeded"): 1 for kind in STEPS}
