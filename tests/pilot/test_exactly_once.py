@@ -1,6 +1,7 @@
 """Exactly once per step with real processes: a worker SIGKILLed inside a cut (target written,
 not committed) leaves no half cut and the retry cuts once; two workers and 1,000 records
-approved at once give 1,000 of each step and no duplicate target rows."""
+approved at once give 1,000 of each step and no duplicate target rows; a cut in flight when the
+pilot is switched off finishes, and the next step waits for the flag."""
 
 from __future__ import annotations
 
