@@ -36,7 +36,7 @@ def _leaf_commands(
 
 
 # Commands whose arguments are optional one by one but not all together.
-_EXTRA: dict[tuple[str, ...], list[str]] = {("dlq", "replay"): ["17"]}
+_EXTRA: dict[tuple[str, ...], list[str]] = {("dlq", "replay"): ["17"], ("up",): ["--pilot"]}
 
 
 def _argv(path: tuple[str, ...], command: click.Command, tmp: Path) -> list[str]:

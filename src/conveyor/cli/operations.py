@@ -19,6 +19,7 @@ from conveyor.cli.context import applied_phases, check_reachable, connection, co
 from conveyor.cli.worker import load_app
 from conveyor.errors import ConfigError
 from conveyor.orchestrator import Orchestrator, OrchestratorConfig
+from conveyor.pilot import WORKER_ARGS as PILOT_WORKER_ARGS
 
 
 def tick_table(results: list[tick.StepResult]) -> Table:
@@ -79,7 +80,10 @@ def _run_until_signal(runner: Orchestrator) -> None:
 
 
 @click.command()
-@click.option("--app", required=True, help="MODULE:REGISTRY with the handlers.")
+@click.option("--app", default=None, help="MODULE:REGISTRY with the handlers.")
+@click.option(
+    "--pilot", is_flag=True, help="Run the MARK/CUT pilot's workers (phase 5) instead of --app."
+)
 @click.option(
     "--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes."
 )
@@ -95,7 +99,8 @@ def _run_until_signal(runner: Orchestrator) -> None:
 @click.pass_context
 def up(
     ctx: click.Context,
-    app: str,
+    app: str | None,
+    pilot: bool,
     workers: int,
     concurrency: int,
     queues: tuple[str, ...],
@@ -106,16 +111,18 @@ def up(
     Workers that exit unexpectedly are restarted with backoff; after 5 exits in a row within
     10 s of starting, `up` stops and says so. SIGTERM/SIGINT drain them all.
     """
-    load_app(app)  # a wrong --app fails here, once, not in every restarted worker
-    url = check_reachable(ctx, 2, 3)
+    if pilot == (app is not None):
+        raise click.UsageError("give either --app MODULE:REGISTRY or --pilot")
+    if app is not None:
+        load_app(app)  # a wrong --app fails here, once, not in every restarted worker
+    url = check_reachable(ctx, 2, 3, *((5,) if pilot else ()))
     env = {**os.environ, "CONVEYOR_DATABASE_URL": url}
     command = [
         sys.executable,
         "-m",
         "conveyor",
         "worker",
-        "--app",
-        app,
+        *(PILOT_WORKER_ARGS[1:] if pilot else ("--app", str(app))),
         "--concurrency",
         str(concurrency),
     ]
