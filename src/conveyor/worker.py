@@ -17,22 +17,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from conveyor import jobs, tick
-from conveyor.calls import acall, call
+from conveyor.calls import Statement, acall, call
 from conveyor.errors import ConfigError, Disabled, LeaseLost, Refused
 from conveyor.handlers import Fail, Handler, JobContext, Registry, Retry, Snooze
 from conveyor.heartbeat import Heartbeat, process_metadata
 from conveyor.jobs import ClaimedJob
-from conveyor.lease import LeaseKeeper
+from conveyor.lease import Lease, LeaseKeeper
 from conveyor.notify import Listener
+from conveyor.types import JsonObject
 
 log = logging.getLogger(__name__)
 
 REQUIRED_PHASES = (0, 1, 2)
-_ERROR_LIMIT = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +41,8 @@ class WorkerConfig:
     name: str | None = None
     queues: tuple[str, ...] | None = None
     concurrency: int = 10
-    batch: int | None = None  # None: up to the free slots
-    lease_seconds: int = 30
+    batch: int | None = None  # None: up to the free slots (fn_job_claim bounds it)
+    lease_seconds: int | None = None  # None: the database's queue.lease.default_seconds
     poll_interval: float = 0.5
     grace_period: float = 30.0
     summary_every: float = 60.0
@@ -54,9 +53,7 @@ class WorkerConfig:
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ConfigError(f"concurrency must be ≥ 1, got {self.concurrency}")
-        if self.batch is not None and not 1 <= self.batch <= 1000:
-            raise ConfigError(f"batch must be between 1 and 1000, got {self.batch}")
-        if self.lease_seconds < 3:
+        if self.lease_seconds is not None and self.lease_seconds < 3:  # renewal needs the room
             raise ConfigError(f"lease_seconds must be ≥ 3, got {self.lease_seconds}")
         if self.poll_interval <= 0:
             raise ConfigError(f"poll_interval must be > 0 seconds, got {self.poll_interval}")
@@ -80,11 +77,29 @@ class WorkerStats:
     lease_lost: int = 0
     released: int = 0
 
+    def __str__(self) -> str:
+        """One readable line: ``12 claimed: 10 succeeded, 1 retried, 1 dead-lettered``."""
+        outcomes = [
+            f"{count} {label}"
+            for label, count in (
+                ("succeeded", self.succeeded),
+                ("retried", self.retried),
+                ("dead-lettered", self.dead_lettered),
+                ("snoozed", self.snoozed),
+                ("cancelled", self.cancelled),
+                ("lease lost", self.lease_lost),
+                ("released", self.released),
+            )
+            if count
+        ]
+        return f"{self.claimed} claimed" + (f": {', '.join(outcomes)}" if outcomes else "")
+
 
 @dataclass(slots=True)
 class _Inflight:
     job: ClaimedJob
     context: JobContext
+    lease: Lease
     task: asyncio.Task[None] | None = None
     lease_lost: bool = False
     cancel_requested: bool = False
@@ -93,7 +108,7 @@ class _Inflight:
 @dataclass(slots=True)
 class _Completion:
     job: ClaimedJob
-    done: asyncio.Future[None] = field(
+    done: asyncio.Future[bool] = field(  # True: completed; False: its lease was lost
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
@@ -280,24 +295,25 @@ class Worker:
                 backoff = min(backoff * 2, 10.0)
                 await self._reconnect_if_broken()
                 continue
-            for job in claimed:
-                self._start(job)
+            for job, lease in claimed:
+                self._start(job, lease)
             if len(claimed) < size:
                 await self._wait(self.config.poll_interval)
 
-    async def _claim(self, size: int) -> list[ClaimedJob]:
+    async def _claim(self, size: int) -> list[tuple[ClaimedJob, Lease]]:
         assert self._conn is not None
-        sql, params = jobs.claim_params(
+        statement = jobs.claim_statement(
             self.name,
-            self.config.queues,
-            self.registry.kinds,
-            size,
-            self.config.lease_seconds,
-            self.config.executor,
+            queues=self.config.queues,
+            kinds=self.registry.kinds,
+            batch=size,
+            lease_seconds=self.config.lease_seconds,
+            executor=self.config.executor,
         )
-        claimed = jobs.parse_claim(await acall(self._conn, sql, params))
+        sent = time.monotonic()  # the leases began after this instant
+        claimed = jobs.parse_claim(await acall(self._conn, *statement))
         self.stats.claimed += len(claimed)
-        return claimed
+        return [(job, _lease(job, sent)) for job in claimed]
 
     async def _wait(self, seconds: float) -> None:
         """Sleep until *seconds* pass, a wake-up arrives, or the worker stops."""
@@ -332,10 +348,10 @@ class Worker:
 
     # ------------------------------------------------------------------ running handlers
 
-    def _start(self, job: ClaimedJob) -> None:
+    def _start(self, job: ClaimedJob, lease: Lease) -> None:
         handler = self.registry.get(job.kind)
         context = JobContext(job=job, worker=self.name)
-        entry = _Inflight(job=job, context=context)
+        entry = _Inflight(job=job, context=context, lease=lease)
         with self._lock:
             self._inflight[job.job_id] = entry
         entry.task = asyncio.create_task(self._execute(handler, entry), name=f"job-{job.job_id}")
@@ -344,32 +360,28 @@ class Worker:
         job = entry.job
         try:
             if handler is None:  # claimed by kind filter, so only if the registry changed
-                await self._outcome(
-                    jobs.FAIL_TRANSIENT_SQL,
-                    (job.job_id, job.lease_token, f"no handler for kind {job.kind!r}", None),
-                    "retried",
-                )
+                await self._fail_transient(job, f"no handler for kind {job.kind!r}", None)
                 return
             try:
                 result = await self._invoke(handler, entry)
             except Snooze as snooze:
                 await self._outcome(
-                    jobs.SNOOZE_SQL, (job.job_id, job.lease_token, snooze.seconds), "snoozed"
+                    jobs.snooze_statement(job.job_id, job.lease_token, snooze.seconds), "snoozed"
                 )
             except Retry as retry:
                 await self._fail_transient(job, str(retry), retry.in_seconds)
             except Fail as fail:
+                error = _error_text(fail)
                 await self._outcome(
-                    jobs.FAIL_PERMANENT_SQL,
-                    (job.job_id, job.lease_token, _error_text(fail)),
+                    jobs.fail_permanent_statement(job.job_id, job.lease_token, error),
                     "dead_lettered",
                 )
+                _log_failure(job, error, "dead-lettered (permanent failure)")
             except asyncio.CancelledError:
                 await self._after_cancel(entry)
             except TimeoutError:
                 await self._fail_transient(job, f"timed out after {handler.timeout} s", None)
             except Exception as error:  # any other exception is the job's failure, not ours
-                log.info("job %s (%s) failed: %s", job.job_id, job.kind, type(error).__name__)
                 await self._fail_transient(job, _error_text(error), None)
             else:
                 if not handler.transactional:
@@ -377,8 +389,7 @@ class Worker:
                 else:
                     self.stats.succeeded += 1
         except LeaseLost:
-            self.stats.lease_lost += 1
-            log.warning("job %s: lease lost; result discarded", job.job_id)
+            self._lease_lost(job, "lease lost; result discarded")
         except (psycopg.Error, Refused) as error:
             log.error(
                 "job %s: could not record its outcome (%s); the lease will expire and "
@@ -417,7 +428,7 @@ class Worker:
             async with pool.connection() as conn, conn.transaction():
                 context.conn = conn
                 result = await handler.func(context)
-                await acall(conn, jobs.COMPLETE_SQL, (job.job_id, job.lease_token, _json(result)))
+                await acall(conn, *jobs.complete_statement(job.job_id, job.lease_token, result))
                 return result
         pool_sync = self._get_sync_pool()
 
@@ -427,7 +438,7 @@ class Worker:
                 result = handler.func(context)
                 if context.cancelled:
                     raise asyncio.CancelledError("job cancelled")
-                call(conn, jobs.COMPLETE_SQL, (job.job_id, job.lease_token, _json(result)))
+                call(conn, *jobs.complete_statement(job.job_id, job.lease_token, result))
                 return result
 
         loop = asyncio.get_running_loop()
@@ -463,43 +474,51 @@ class Worker:
     async def _after_cancel(self, entry: _Inflight) -> None:
         job = entry.job
         if entry.lease_lost:
-            self.stats.lease_lost += 1
-            log.warning("job %s: lease lost while running; handler cancelled", job.job_id)
+            self._lease_lost(job, "lease lost while running; handler cancelled")
         elif entry.cancel_requested:
-            await self._outcome(jobs.CANCEL_ACK_SQL, (job.job_id, job.lease_token), "cancelled")
+            await self._outcome(jobs.cancel_ack_statement(job.job_id, job.lease_token), "cancelled")
         else:  # shutdown: give the job back without spending the attempt
-            await self._outcome(jobs.RELEASE_SQL, (job.job_id, job.lease_token), "released")
+            await self._outcome(jobs.release_statement(job.job_id, job.lease_token), "released")
+
+    def _lease_lost(self, job: ClaimedJob, what: str) -> None:
+        self.stats.lease_lost += 1
+        log.warning("job %s: %s", job.job_id, what)
 
     async def _fail_transient(self, job: ClaimedJob, error: str, retry_in: float | None) -> None:
         answer = await self._call(
-            jobs.FAIL_TRANSIENT_SQL, (job.job_id, job.lease_token, error, retry_in)
+            jobs.fail_transient_statement(job.job_id, job.lease_token, error, retry_in)
         )
         if answer.get("status") == "dead_letter":
             self.stats.dead_lettered += 1
+            _log_failure(job, error, "dead-lettered (attempts exhausted)")
+        elif answer.get("status") == "queued":
+            self.stats.retried += 1
+            _log_failure(job, error, f"will retry at {answer.get('run_at')}")
         else:
             self.stats.retried += 1
 
-    async def _outcome(self, sql: Any, params: tuple[Any, ...], counter: str) -> None:
-        await self._call(sql, params)
+    async def _outcome(self, statement: Statement, counter: str) -> None:
+        await self._call(statement)
         setattr(self.stats, counter, getattr(self.stats, counter) + 1)
 
-    async def _call(self, sql: Any, params: tuple[Any, ...]) -> dict[str, Any]:
+    async def _call(self, statement: Statement) -> JsonObject:
         """Run an outcome call, reconnecting once if the connection broke meanwhile."""
         await self._reconnect_if_broken()
         assert self._conn is not None
-        return await acall(self._conn, sql, params)
+        return await acall(self._conn, *statement)
 
     # ------------------------------------------------------------------ completions
 
     async def _complete(self, job: ClaimedJob, result: Any) -> None:
         if result is not None:
-            await self._call(jobs.COMPLETE_SQL, (job.job_id, job.lease_token, _json(result)))
+            await self._call(jobs.complete_statement(job.job_id, job.lease_token, result))
             self.stats.succeeded += 1
             return
         completion = _Completion(job)
         self._completions.append(completion)
         self._flush_needed.set()
-        await completion.done
+        if not await completion.done:
+            self._lease_lost(job, "lease lost; result discarded")
 
     async def _flush_loop(self) -> None:
         while True:
@@ -514,8 +533,7 @@ class Worker:
             batch, self._completions = self._completions, []
             try:
                 answer = await self._call(
-                    jobs.COMPLETE_MANY_SQL,
-                    ([c.job.job_id for c in batch], [c.job.lease_token for c in batch]),
+                    jobs.complete_many_statement([(c.job.job_id, c.job.lease_token) for c in batch])
                 )
             except (psycopg.OperationalError, Refused) as error:
                 self._completions = batch + self._completions
@@ -528,33 +546,20 @@ class Worker:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            lost = {int(i) for i in answer.get("lease_lost", [])}
+            completed = set(jobs.parse_complete_many(answer)[0])
             for completion in batch:
-                if completion.job.job_id in lost:
-                    completion.done.set_exception(
-                        LeaseLost(
-                            {
-                                "refused": True,
-                                "reason": "lease_lost",
-                                "job_id": completion.job.job_id,
-                            }
-                        )
-                    )
-                else:
+                done = completion.job.job_id in completed
+                if done:
                     self.stats.succeeded += 1
-                    completion.done.set_result(None)
+                completion.done.set_result(done)
         self._flush_needed.clear()
 
     # ------------------------------------------------------------------ leases and shutdown
 
-    def _snapshot(self) -> list[tuple[int, Any]]:
-        """(job id, lease token) of every running job; called from the lease thread."""
+    def _snapshot(self) -> list[Lease]:
+        """The lease of every running job; called from the lease thread."""
         with self._lock:
-            return [
-                (job_id, e.job.lease_token)
-                for job_id, e in self._inflight.items()
-                if not e.lease_lost
-            ]
+            return [e.lease for e in self._inflight.values() if not e.lease_lost]
 
     def _on_lease_event(self, job_id: int, event: str) -> None:
         """From the lease thread: 'lost' or 'cancel' for a running job → cancel its handler."""
@@ -604,12 +609,24 @@ class Worker:
             last, done_before = now, done
 
 
-def _json(result: Any) -> Jsonb | None:
-    if result is None:
-        return None
-    return Jsonb(result if isinstance(result, dict) else {"value": result})
+def _lease(job: ClaimedJob, sent: float) -> Lease:
+    """The job's lease in local time, counted from *sent* (before the claim: never later)."""
+    seconds = job.lease_seconds or 3.0  # an answer without claimed_at: assume the shortest
+    return Lease(job.job_id, job.lease_token, seconds, sent + seconds)
+
+
+def _log_failure(job: ClaimedJob, error: str, outcome: str) -> None:
+    """One WARNING line a failed attempt: what failed and what happens next (never the payload)."""
+    log.warning(
+        "job %s (%s) failed on attempt %s of %s: %s; %s",
+        job.job_id,
+        job.kind,
+        job.attempts,
+        job.max_attempts,
+        error,
+        outcome,
+    )
 
 
 def _error_text(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}"
-    return text[:_ERROR_LIMIT]
+    return f"{type(error).__name__}: {error}"  # fn_job_fail_* cap its length

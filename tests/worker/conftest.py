@@ -74,6 +74,19 @@ def start_worker(
 
 
 @pytest.fixture
+def start_quiet_worker(
+    worker_dsn: str, tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """`start_worker` at the default log level (WARNING), as a user runs it."""
+    yield from _starter(
+        worker_dsn,
+        tmp_path,
+        ["worker", "--app", "workerapp:registry", "--poll-interval", "0.05"],
+        verbose=False,
+    )
+
+
+@pytest.fixture
 def start_orchestrator(
     worker_dsn: str, tmp_path: Path
 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
@@ -82,7 +95,7 @@ def start_orchestrator(
 
 
 def _starter(
-    dsn: str, tmp_path: Path, base: list[str]
+    dsn: str, tmp_path: Path, base: list[str], *, verbose: bool = True
 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
 
@@ -95,7 +108,7 @@ def _starter(
         log_path = tmp_path / f"{base[0]}{len(started)}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "conveyor", "-v", *base, *args],
+                [sys.executable, "-m", "conveyor", *(["-v"] if verbose else []), *base, *args],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
