@@ -1,6 +1,11 @@
 """The worker: claims jobs in batches, runs handlers concurrently, renews leases off the event
 loop, and completes or fails each attempt with its lease token. Rules (order, backoff, fencing)
-stay in SQL; this module only schedules calls."""
+stay in SQL; this module only schedules calls.
+
+Its parts: the claim loop and the lifecycle (here), running a handler (invoker.py), recording
+what became of an attempt (outcomes.py, with the batching completer.py), and lease renewal
+with the heartbeat on their own thread (lease.py).
+"""
 
 from __future__ import annotations
 
@@ -12,21 +17,21 @@ import socket
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from conveyor import jobs, tick
-from conveyor.calls import Statement, acall, call
+from conveyor.calls import Statement, acall
 from conveyor.errors import ConfigError, Disabled, LeaseLost, Refused
 from conveyor.handlers import Fail, Handler, JobContext, Registry, Retry, Snooze
 from conveyor.heartbeat import Heartbeat, process_metadata
+from conveyor.invoker import Invoker
 from conveyor.jobs import ClaimedJob
 from conveyor.lease import Lease, LeaseKeeper
 from conveyor.notify import Listener
+from conveyor.outcomes import Outcomes, WorkerStats, error_text
 from conveyor.types import JsonObject
 
 log = logging.getLogger(__name__)
@@ -65,37 +70,6 @@ def default_name() -> str:
 
 
 @dataclass(slots=True)
-class WorkerStats:
-    """Counters for the periodic summary line and for callers of `run`."""
-
-    claimed: int = 0
-    succeeded: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-    snoozed: int = 0
-    cancelled: int = 0
-    lease_lost: int = 0
-    released: int = 0
-
-    def __str__(self) -> str:
-        """One readable line: ``12 claimed: 10 succeeded, 1 retried, 1 dead-lettered``."""
-        outcomes = [
-            f"{count} {label}"
-            for label, count in (
-                ("succeeded", self.succeeded),
-                ("retried", self.retried),
-                ("dead-lettered", self.dead_lettered),
-                ("snoozed", self.snoozed),
-                ("cancelled", self.cancelled),
-                ("lease lost", self.lease_lost),
-                ("released", self.released),
-            )
-            if count
-        ]
-        return f"{self.claimed} claimed" + (f": {', '.join(outcomes)}" if outcomes else "")
-
-
-@dataclass(slots=True)
 class _Inflight:
     job: ClaimedJob
     context: JobContext
@@ -103,14 +77,6 @@ class _Inflight:
     task: asyncio.Task[None] | None = None
     lease_lost: bool = False
     cancel_requested: bool = False
-
-
-@dataclass(slots=True)
-class _Completion:
-    job: ClaimedJob
-    done: asyncio.Future[bool] = field(  # True: completed; False: its lease was lost
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
 
 
 class Worker:
@@ -128,15 +94,10 @@ class Worker:
         self._lock = threading.Lock()
         self._stopping = asyncio.Event()
         self._wakeup = asyncio.Event()  # set by the NOTIFY bridge (phase 3) or a freed slot
-        self._completions: list[_Completion] = []
-        self._flush_needed = asyncio.Event()
+        self._outcomes = Outcomes(self._call, self.stats)
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._reconnecting = asyncio.Lock()  # many jobs may notice one broken connection at once
-        self._threads = ThreadPoolExecutor(
-            max_workers=self.config.concurrency, thread_name_prefix="conveyor-handler"
-        )
-        self._async_pool: AsyncConnectionPool | None = None
-        self._sync_pool: ConnectionPool | None = None
+        self._invoker = Invoker(url, self.name, self.config.concurrency)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.listener: Listener | None = None
 
@@ -176,7 +137,7 @@ class Worker:
             listener = asyncio.create_task(
                 self.listener.run(self._stopping), name="conveyor-listen"
             )
-        flusher = asyncio.create_task(self._flush_loop(), name="conveyor-completions")
+        flusher = asyncio.create_task(self._outcomes.completer.run(), name="conveyor-completions")
         summary = asyncio.create_task(self._summary_loop(), name="conveyor-summary")
         log.info(
             "worker %s started: kinds=%s queues=%s concurrency=%s",
@@ -192,15 +153,10 @@ class Worker:
             summary.cancel()
             if listener is not None:
                 listener.cancel()
-            self._flush_needed.set()
-            await self._flush_completions()
+            await self._outcomes.completer.flush()
             flusher.cancel()
             keeper.stop()
-            self._threads.shutdown(wait=False, cancel_futures=True)
-            if self._async_pool is not None:
-                await self._async_pool.close()
-            if self._sync_pool is not None:
-                self._sync_pool.close()
+            await self._invoker.close()
             await self._conn.close()
             log.info("worker %s stopped: %s", self.name, self.stats)
         return self.stats
@@ -357,39 +313,29 @@ class Worker:
         entry.task = asyncio.create_task(self._execute(handler, entry), name=f"job-{job.job_id}")
 
     async def _execute(self, handler: Handler | None, entry: _Inflight) -> None:
-        job = entry.job
+        job, outcomes = entry.job, self._outcomes
         try:
             if handler is None:  # claimed by kind filter, so only if the registry changed
-                await self._fail_transient(job, f"no handler for kind {job.kind!r}", None)
+                await outcomes.failed(job, f"no handler for kind {job.kind!r}")
                 return
             try:
                 result = await self._invoke(handler, entry)
             except Snooze as snooze:
-                await self._outcome(
-                    jobs.snooze_statement(job.job_id, job.lease_token, snooze.seconds), "snoozed"
-                )
+                await outcomes.snoozed(job, snooze.seconds)
             except Retry as retry:
-                await self._fail_transient(job, str(retry), retry.in_seconds)
+                await outcomes.failed(job, str(retry), retry.in_seconds)
             except Fail as fail:
-                error = _error_text(fail)
-                await self._outcome(
-                    jobs.fail_permanent_statement(job.job_id, job.lease_token, error),
-                    "dead_lettered",
-                )
-                _log_failure(job, error, "dead-lettered (permanent failure)")
+                await outcomes.dead_letter(job, error_text(fail))
             except asyncio.CancelledError:
                 await self._after_cancel(entry)
             except TimeoutError:
-                await self._fail_transient(job, f"timed out after {handler.timeout} s", None)
+                await outcomes.failed(job, f"timed out after {handler.timeout} s")
             except Exception as error:  # any other exception is the job's failure, not ours
-                await self._fail_transient(job, _error_text(error), None)
+                await outcomes.failed(job, error_text(error))
             else:
-                if not handler.transactional:
-                    await self._complete(job, result)
-                else:
-                    self.stats.succeeded += 1
+                await outcomes.succeeded(job, result, recorded=handler.transactional)
         except LeaseLost:
-            self._lease_lost(job, "lease lost; result discarded")
+            outcomes.lease_lost(job, "lease lost; result discarded")
         except (psycopg.Error, Refused) as error:
             log.error(
                 "job %s: could not record its outcome (%s); the lease will expire and "
@@ -405,154 +351,22 @@ class Worker:
     async def _invoke(self, handler: Handler, entry: _Inflight) -> Any:
         if entry.lease_lost or entry.cancel_requested:
             raise asyncio.CancelledError
-        runner = self._run_transactional if handler.transactional else self._run_plain
-        if handler.timeout is None:
-            return await runner(handler, entry.context)
-        return await asyncio.wait_for(runner(handler, entry.context), handler.timeout)
-
-    async def _run_plain(self, handler: Handler, context: JobContext) -> Any:
-        if handler.is_async:
-            return await handler.func(context)
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._threads, handler.func, context)
-        except asyncio.CancelledError:
-            context._cancelled.set()  # the thread cannot be killed: ask it to stop
-            raise
-
-    async def _run_transactional(self, handler: Handler, context: JobContext) -> Any:
-        """Run the handler and fn_job_complete in one transaction on a pooled connection."""
-        job = context.job
-        if handler.is_async:
-            pool = await self._get_async_pool()
-            async with pool.connection() as conn, conn.transaction():
-                context.conn = conn
-                result = await handler.func(context)
-                await acall(conn, *jobs.complete_statement(job.job_id, job.lease_token, result))
-                return result
-        pool_sync = self._get_sync_pool()
-
-        def run_in_thread() -> Any:
-            with pool_sync.connection() as conn, conn.transaction():
-                context.conn = conn
-                result = handler.func(context)
-                if context.cancelled:
-                    raise asyncio.CancelledError("job cancelled")
-                call(conn, *jobs.complete_statement(job.job_id, job.lease_token, result))
-                return result
-
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._threads, run_in_thread)
-        except asyncio.CancelledError:
-            context._cancelled.set()
-            raise
-
-    async def _get_async_pool(self) -> AsyncConnectionPool:
-        if self._async_pool is None:
-            self._async_pool = AsyncConnectionPool(
-                self.url,
-                min_size=0,
-                max_size=self.config.concurrency,
-                open=False,
-                kwargs={"application_name": f"conveyor-worker-tx:{self.name}"[:63]},
-            )
-            await self._async_pool.open()
-        return self._async_pool
-
-    def _get_sync_pool(self) -> ConnectionPool:
-        if self._sync_pool is None:
-            self._sync_pool = ConnectionPool(
-                self.url,
-                min_size=0,
-                max_size=self.config.concurrency,
-                open=True,
-                kwargs={"application_name": f"conveyor-worker-tx:{self.name}"[:63]},
-            )
-        return self._sync_pool
+        return await self._invoker.invoke(handler, entry.context)
 
     async def _after_cancel(self, entry: _Inflight) -> None:
         job = entry.job
         if entry.lease_lost:
-            self._lease_lost(job, "lease lost while running; handler cancelled")
+            self._outcomes.lease_lost(job, "lease lost while running; handler cancelled")
         elif entry.cancel_requested:
-            await self._outcome(jobs.cancel_ack_statement(job.job_id, job.lease_token), "cancelled")
+            await self._outcomes.cancelled(job)
         else:  # shutdown: give the job back without spending the attempt
-            await self._outcome(jobs.release_statement(job.job_id, job.lease_token), "released")
-
-    def _lease_lost(self, job: ClaimedJob, what: str) -> None:
-        self.stats.lease_lost += 1
-        log.warning("job %s: %s", job.job_id, what)
-
-    async def _fail_transient(self, job: ClaimedJob, error: str, retry_in: float | None) -> None:
-        answer = await self._call(
-            jobs.fail_transient_statement(job.job_id, job.lease_token, error, retry_in)
-        )
-        if answer.get("status") == "dead_letter":
-            self.stats.dead_lettered += 1
-            _log_failure(job, error, "dead-lettered (attempts exhausted)")
-        elif answer.get("status") == "queued":
-            self.stats.retried += 1
-            _log_failure(job, error, f"will retry at {answer.get('run_at')}")
-        else:
-            self.stats.retried += 1
-
-    async def _outcome(self, statement: Statement, counter: str) -> None:
-        await self._call(statement)
-        setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+            await self._outcomes.released(job)
 
     async def _call(self, statement: Statement) -> JsonObject:
         """Run an outcome call, reconnecting once if the connection broke meanwhile."""
         await self._reconnect_if_broken()
         assert self._conn is not None
         return await acall(self._conn, *statement)
-
-    # ------------------------------------------------------------------ completions
-
-    async def _complete(self, job: ClaimedJob, result: Any) -> None:
-        if result is not None:
-            await self._call(jobs.complete_statement(job.job_id, job.lease_token, result))
-            self.stats.succeeded += 1
-            return
-        completion = _Completion(job)
-        self._completions.append(completion)
-        self._flush_needed.set()
-        if not await completion.done:
-            self._lease_lost(job, "lease lost; result discarded")
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await self._flush_needed.wait()
-            await self._flush_completions()
-
-    async def _flush_completions(self) -> None:
-        """Complete every pending job in one fn_job_complete_many call (retried until it lands)."""
-        backoff = 0.2
-        while self._completions:
-            self._flush_needed.clear()
-            batch, self._completions = self._completions, []
-            try:
-                answer = await self._call(
-                    jobs.complete_many_statement([(c.job.job_id, c.job.lease_token) for c in batch])
-                )
-            except (psycopg.OperationalError, Refused) as error:
-                self._completions = batch + self._completions
-                log.warning(
-                    "completing %s jobs failed (%s); retrying in %.1f s",
-                    len(batch),
-                    type(error).__name__,
-                    backoff,
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            completed = set(jobs.parse_complete_many(answer)[0])
-            for completion in batch:
-                done = completion.job.job_id in completed
-                if done:
-                    self.stats.succeeded += 1
-                completion.done.set_result(done)
-        self._flush_needed.clear()
 
     # ------------------------------------------------------------------ leases and shutdown
 
@@ -613,20 +427,3 @@ def _lease(job: ClaimedJob, sent: float) -> Lease:
     """The job's lease in local time, counted from *sent* (before the claim: never later)."""
     seconds = job.lease_seconds or 3.0  # an answer without claimed_at: assume the shortest
     return Lease(job.job_id, job.lease_token, seconds, sent + seconds)
-
-
-def _log_failure(job: ClaimedJob, error: str, outcome: str) -> None:
-    """One WARNING line a failed attempt: what failed and what happens next (never the payload)."""
-    log.warning(
-        "job %s (%s) failed on attempt %s of %s: %s; %s",
-        job.job_id,
-        job.kind,
-        job.attempts,
-        job.max_attempts,
-        error,
-        outcome,
-    )
-
-
-def _error_text(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"  # fn_job_fail_* cap its length
