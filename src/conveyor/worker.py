@@ -34,6 +34,8 @@ from conveyor.notify import Listener
 from conveyor.outcomes import Outcomes, WorkerStats, error_text
 from conveyor.types import JsonObject
 
+__all__ = ["REQUIRED_PHASES", "Worker", "WorkerConfig", "WorkerStats", "default_name"]
+
 log = logging.getLogger(__name__)
 
 REQUIRED_PHASES = (0, 1, 2)
