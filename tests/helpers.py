@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
+
+from conveyor.phases import runner
 
 SEARCH_PATH_OPTION = "-c search_path=conveyor,public"
 
@@ -18,6 +21,26 @@ def scalar(conn: psycopg.Connection[Any], query: Any, params: Any = None) -> Any
     row = conn.execute(query, params).fetchone()
     assert row is not None, "query returned no row"
     return row[0]
+
+
+def unique(prefix: str) -> str:
+    """*prefix* made unique (queue, kind and component names of one test)."""
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def apply_phase(conn: psycopg.Connection[Any], number: int) -> runner.ApplyResult:
+    """Ratify and apply phase *number* on *conn* (autocommit), as the tests do."""
+    runner.ratify(conn, number, "tests")
+    return runner.apply(conn, number, "tests")
+
+
+def apply_phases(conn: psycopg.Connection[Any], numbers: Iterable[int]) -> None:
+    """Ratify and apply *numbers* in order on *conn* (autocommit); each gate must pass."""
+    for number in numbers:
+        result = apply_phase(conn, number)
+        assert result.already_applied or (result.gate is not None and result.gate.passed), (
+            result.gate.failures if result.gate else "no gate run"
+        )
 
 
 def set_flag(conn: psycopg.Connection[Any], key: str, value: Any) -> None:

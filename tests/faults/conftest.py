@@ -16,9 +16,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from conveyor.phases import runner
 from faults.support import Server, cluster_of
-from helpers import SEARCH_PATH_OPTION, scalar
+from helpers import SEARCH_PATH_OPTION, apply_phases, scalar
 
 APPS = Path(__file__).parent.parent / "apps"
 APP = "faultapp:registry"
@@ -27,9 +26,7 @@ APP = "faultapp:registry"
 @pytest.fixture(scope="module")
 def fault_dsn(dsn: str) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for number in (2, 3):
-            runner.ratify(conn, number, "tests")
-            runner.apply(conn, number, "tests")
+        apply_phases(conn, (2, 3))
         conn.execute(
             "UPDATE conveyor.dot_config SET value = 'true'"
             " WHERE key IN ('queue.job_substrate.enabled', 'queue.lease_reaper.enabled')"

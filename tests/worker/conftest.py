@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from conveyor.phases import runner
+from helpers import apply_phases
 
 APPS = Path(__file__).parent.parent / "apps"
 
@@ -22,9 +22,7 @@ APPS = Path(__file__).parent.parent / "apps"
 @pytest.fixture(scope="module")
 def worker_dsn(dsn: str) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for number in (2, 3, 4):
-            runner.ratify(conn, number, "tests")
-            runner.apply(conn, number, "tests")
+        apply_phases(conn, (2, 3, 4))
         conn.execute(
             "UPDATE conveyor.dot_config SET value = 'true'"
             " WHERE key IN ('queue.job_substrate.enabled', 'queue.lease_reaper.enabled')"
