@@ -160,6 +160,19 @@ def _run_file(conn: Conn, loaded: sqlfile.SqlFile) -> None:
             ) from error
 
 
+def _run_data_file(
+    conn: Conn, phase: Phase, name: str, loaded: sqlfile.SqlFile, who: str, state: str
+) -> None:
+    """Run a data file in its own transaction: protected objects checked, ledger row, new state."""
+    t0 = time.monotonic()
+    with conn.transaction():
+        protected = fingerprint.protected_fingerprint(conn)
+        _run_file(conn, loaded)
+        _check_protected(conn, phase, protected)
+        ledger.record_file(conn, phase, name, loaded, who, t0)
+        ledger.set_state(conn, phase, state, who)
+
+
 def _objects(conn: Conn) -> set[tuple[str, str]]:
     return set(fingerprint.catalog_fingerprint(conn).keys())
 
@@ -260,13 +273,7 @@ def apply(conn: Conn, number: int, by: str | None = None) -> ApplyResult:
                 ledger.record_file(conn, phase, "ddl.up", files["ddl.up"], who, t0)
                 ledger.set_state(conn, phase, "ddl_applied", who)
             result.files.append("ddl.up.sql")
-        t0 = time.monotonic()
-        with conn.transaction():
-            protected = fingerprint.protected_fingerprint(conn)
-            _run_file(conn, files["data.up"])
-            _check_protected(conn, phase, protected)
-            ledger.record_file(conn, phase, "data.up", files["data.up"], who, t0)
-            ledger.set_state(conn, phase, "applied", who)
+        _run_data_file(conn, phase, "data.up", files["data.up"], who, "applied")
         result.files.append("data.up.sql")
         result.gate = gates.run_rolled_back(conn, phase)
         ledger.record_gate(conn, result.gate, who)
@@ -329,13 +336,7 @@ def rollback(
                 "`conveyor phase restore FILE` or psql)"
             )
         if state == "applied":
-            t0 = time.monotonic()
-            with conn.transaction():
-                protected = fingerprint.protected_fingerprint(conn)
-                _run_file(conn, files["data.down"])
-                _check_protected(conn, phase, protected)
-                ledger.record_file(conn, phase, "data.down", files["data.down"], who, t0)
-                ledger.set_state(conn, phase, "ddl_applied", who)
+            _run_data_file(conn, phase, "data.down", files["data.down"], who, "ddl_applied")
         t0 = time.monotonic()
         with conn.transaction():
             tables = ledger.phase_tables(conn, phase)
