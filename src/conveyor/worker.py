@@ -4,7 +4,8 @@ stay in SQL; this module only schedules calls.
 
 Its parts: the claim loop and the lifecycle (here), running a handler (invoker.py), recording
 what became of an attempt (outcomes.py, with the batching completer.py), and lease renewal
-with the heartbeat on their own thread (lease.py).
+with the heartbeat on their own thread (lease.py), which shares the running jobs with the loop
+(inflight.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import logging
 import os
 import signal
 import socket
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,6 +27,7 @@ from conveyor.calls import Statement, acall
 from conveyor.errors import ConfigError, Disabled, LeaseLost, Refused
 from conveyor.handlers import Fail, Handler, JobContext, Registry, Retry, Snooze
 from conveyor.heartbeat import Heartbeat, process_metadata
+from conveyor.inflight import Inflight, RunningJob
 from conveyor.invoker import Invoker
 from conveyor.jobs import ClaimedJob
 from conveyor.lease import Lease, LeaseKeeper
@@ -71,16 +72,6 @@ def default_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-@dataclass(slots=True)
-class _Inflight:
-    job: ClaimedJob
-    context: JobContext
-    lease: Lease
-    task: asyncio.Task[None] | None = None
-    lease_lost: bool = False
-    cancel_requested: bool = False
-
-
 class Worker:
     """Runs the handlers of *registry* against the database at *url*."""
 
@@ -92,8 +83,7 @@ class Worker:
         self.config = config or WorkerConfig()
         self.name = self.config.name or default_name()
         self.stats = WorkerStats()
-        self._inflight: dict[int, _Inflight] = {}
-        self._lock = threading.Lock()
+        self._inflight = Inflight()
         self._stopping = asyncio.Event()
         self._wakeup = asyncio.Event()  # set by the NOTIFY bridge (phase 3) or a freed slot
         self._outcomes = Outcomes(self._call, self.stats)
@@ -128,7 +118,7 @@ class Worker:
             self.url,
             self.name,
             self.config.lease_seconds,
-            self._snapshot,
+            self._inflight.leases,
             self._on_lease_event,
             beat,
         )
@@ -309,12 +299,11 @@ class Worker:
     def _start(self, job: ClaimedJob, lease: Lease) -> None:
         handler = self.registry.get(job.kind)
         context = JobContext(job=job, worker=self.name)
-        entry = _Inflight(job=job, context=context, lease=lease)
-        with self._lock:
-            self._inflight[job.job_id] = entry
+        entry = RunningJob(job=job, context=context, lease=lease)
+        self._inflight.add(entry)
         entry.task = asyncio.create_task(self._execute(handler, entry), name=f"job-{job.job_id}")
 
-    async def _execute(self, handler: Handler | None, entry: _Inflight) -> None:
+    async def _execute(self, handler: Handler | None, entry: RunningJob) -> None:
         job, outcomes = entry.job, self._outcomes
         try:
             if handler is None:  # claimed by kind filter, so only if the registry changed
@@ -346,16 +335,15 @@ class Worker:
                 error,
             )
         finally:
-            with self._lock:
-                self._inflight.pop(job.job_id, None)
+            self._inflight.remove(job.job_id)
             self._wakeup.set()
 
-    async def _invoke(self, handler: Handler, entry: _Inflight) -> Any:
+    async def _invoke(self, handler: Handler, entry: RunningJob) -> Any:
         if entry.lease_lost or entry.cancel_requested:
             raise asyncio.CancelledError
         return await self._invoker.invoke(handler, entry.context)
 
-    async def _after_cancel(self, entry: _Inflight) -> None:
+    async def _after_cancel(self, entry: RunningJob) -> None:
         job = entry.job
         if entry.lease_lost:
             self._outcomes.lease_lost(job, "lease lost while running; handler cancelled")
@@ -372,27 +360,14 @@ class Worker:
 
     # ------------------------------------------------------------------ leases and shutdown
 
-    def _snapshot(self) -> list[Lease]:
-        """The lease of every running job; called from the lease thread."""
-        with self._lock:
-            return [e.lease for e in self._inflight.values() if not e.lease_lost]
-
     def _on_lease_event(self, job_id: int, event: str) -> None:
         """From the lease thread: 'lost' or 'cancel' for a running job → cancel its handler."""
-        with self._lock:
-            entry = self._inflight.get(job_id)
-        if entry is None:
-            return
-        if event == "lost":
-            entry.lease_lost = True
-        else:
-            entry.cancel_requested = True
-        entry.context._cancelled.set()
-        if self._loop is not None and entry.task is not None:
+        entry = self._inflight.flag(job_id, event)
+        if entry is not None and self._loop is not None and entry.task is not None:
             self._loop.call_soon_threadsafe(entry.task.cancel)
 
     async def _drain(self) -> None:
-        tasks = [e.task for e in list(self._inflight.values()) if e.task is not None]
+        tasks = self._inflight.tasks()
         if tasks:
             log.info(
                 "worker %s: draining %s running jobs (grace %.0f s)",
