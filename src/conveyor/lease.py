@@ -67,9 +67,12 @@ class LeaseKeeper:
         self.idle_interval = IDLE_INTERVAL
         if heartbeat is not None:
             self.idle_interval = min(self.idle_interval, heartbeat.cadence_seconds)
+        if lease_seconds is not None:
+            self.idle_interval = max(0.5, min(self.idle_interval, lease_seconds / 6))
         self.interval = self.idle_interval
         self._last_beat = float("-inf")
         self._stop = threading.Event()
+        self._wakeup = threading.Event()  # new jobs: look at them now, not after the interval
         self._thread = threading.Thread(target=self._run, name="conveyor-lease", daemon=True)
         self._conn: psycopg.Connection[Any] | None = None
         self._expires: dict[int, float] = {}  # job id → local monotonic time its lease ends
@@ -78,9 +81,14 @@ class LeaseKeeper:
     def start(self) -> None:
         self._thread.start()
 
+    def wake(self) -> None:
+        """Run a round now (the worker claimed jobs whose leases the keeper has not seen yet)."""
+        self._wakeup.set()
+
     def stop(self, graceful: bool = True) -> None:
         """Stop the thread; a graceful stop also deregisters the heartbeat (no silence alarm)."""
         self._stop.set()
+        self._wakeup.set()
         self._thread.join(timeout=10)
         if graceful and self.heartbeat is not None:
             conn = self._connection()
@@ -90,14 +98,14 @@ class LeaseKeeper:
             self._conn.close()
 
     def _run(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
                 self._beat()
                 self.tick()
             except Exception:  # never let the renewal thread die
                 log.exception("lease renewal round failed")
-            if self._stop.wait(self.interval):
-                return
+            self._wakeup.wait(self.interval)
+            self._wakeup.clear()
 
     def _beat(self) -> None:
         if self.heartbeat is None:

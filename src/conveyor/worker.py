@@ -92,6 +92,7 @@ class Worker:
         self._invoker = Invoker(url, self.name, self.config.concurrency)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.listener: Listener | None = None
+        self._keeper: LeaseKeeper | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -123,6 +124,7 @@ class Worker:
             beat,
         )
         keeper.start()
+        self._keeper = keeper
         listener: asyncio.Task[None] | None = None
         if 3 in applied:  # the NOTIFY bridge exists from phase 3 on (it may still be switched off)
             self.listener = Listener(self.url, self.name, self.wake)
@@ -245,6 +247,8 @@ class Worker:
                 continue
             for job, lease in claimed:
                 self._start(job, lease)
+            if claimed and self._keeper is not None:
+                self._keeper.wake()
             if len(claimed) < size:
                 await self._wait(self.config.poll_interval)
 
