@@ -11,8 +11,10 @@ import time
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.types.json import Jsonb
 
+from conveyor.errors import InvalidInput
 from conveyor.handlers import JobContext, Registry
 from conveyor.worker import Worker, WorkerConfig
 from helpers import scalar, set_flag, wait_until, worker_log
@@ -104,3 +106,16 @@ def test_failed_attempts_and_the_final_counters_are_readable_at_the_default_log_
     assert "payload-must-not-be-logged" not in log
     assert "stopped: 3 claimed: 1 retried, 2 dead-lettered" in log, log
     assert "WorkerStats(" not in log
+
+
+def test_the_claim_batch_bound_is_the_databases(sql, queue, worker_dsn: str) -> None:
+    registry = Registry()
+
+    @registry.handler("test.never")
+    async def never(job: JobContext) -> None:
+        raise AssertionError("nothing is claimed")
+
+    config = WorkerConfig(queues=(queue,), concurrency=1001, batch=1001)  # batch ≤ free slots
+    worker = Worker(registry, worker_dsn, config)
+    with pytest.raises(InvalidInput, match="batch is 1001; it must be from 1 to 1000"):
+        asyncio.run(worker.run())
