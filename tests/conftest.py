@@ -16,8 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from conveyor.phases import catalog, runner
-from helpers import SEARCH_PATH_OPTION, with_database
+from helpers import SEARCH_PATH_OPTION, apply_phases, set_flag, with_database
 
 TEMPLATE_PHASES = (0, 1)
 
@@ -63,24 +62,14 @@ def _drop_database(admin_dsn: str, name: str) -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def apply_phases(dsn: str, numbers: tuple[int, ...], by: str = "tests") -> None:
-    """Ratify and apply *numbers* (in order) on the database at *dsn*."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for number in numbers:
-            if not catalog.get(number).implemented:
-                continue
-            runner.ratify(conn, number, by)
-            result = runner.apply(conn, number, by)
-            assert result.gate is None or result.gate.passed, result.gate
-
-
 @pytest.fixture(scope="session")
 def template_db(pg_admin_dsn: str) -> Iterator[str]:
     """Name of a template database with phases 0 and 1 applied (flags at their defaults)."""
     name = f"conveyor_tpl_{uuid.uuid4().hex[:8]}"
     dsn = _create_database(pg_admin_dsn, name)
     try:
-        apply_phases(dsn, TEMPLATE_PHASES)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            apply_phases(conn, TEMPLATE_PHASES)
         yield name
     finally:
         _drop_database(pg_admin_dsn, name)
@@ -121,6 +110,13 @@ def db(dsn: str) -> Iterator[psycopg.Connection[Any]]:
     finally:
         conn.rollback()
         conn.close()
+
+
+@pytest.fixture
+def jobs(db: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    """The `db` transaction with the job substrate switched on (rolled back after the test)."""
+    set_flag(db, "queue.job_substrate.enabled", True)
+    return db
 
 
 @pytest.fixture

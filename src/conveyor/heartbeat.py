@@ -35,15 +35,6 @@ BEAT_SQL: LiteralString = """
 DEREGISTER_SQL: LiteralString = """
     SELECT conveyor.fn_heartbeat_deregister(component => %s::text, epoch => %s::uuid)
 """
-AVAILABLE_SQL: LiteralString = """
-    SELECT to_regprocedure('conveyor.fn_heartbeat_beat(text, uuid, jsonb)') IS NOT NULL
-"""
-
-
-def available(conn: psycopg.Connection[Any]) -> bool:
-    """True when phase 3's heartbeat functions exist in this database."""
-    row = conn.execute(AVAILABLE_SQL).fetchone()
-    return bool(row and row[0])
 
 
 def process_metadata(extra: JsonObject | None = None) -> JsonObject:

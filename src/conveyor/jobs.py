@@ -1,7 +1,9 @@
 """The synchronous client: one wrapper per fn_job_* call, on the caller's connection.
 
-Each wrapper sends one SQL constant and parses the answer; the rules (gating, fencing,
-idempotency, backoff) live in the SQL functions. ``None`` always means "the database default".
+Each call is described once, by a `*_statement` function (its SQL and its arguments), which
+the wrapper here and the asyncio worker both run; the rules (gating, fencing, idempotency,
+backoff, bounds, the error-length cap) live in the SQL functions. ``None`` always means "the
+database default".
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from uuid import UUID
 import psycopg
 from psycopg.types.json import Jsonb
 
-from conveyor.calls import call
+from conveyor.calls import Statement, call
 from conveyor.types import JsonObject
 
 Conn = psycopg.Connection[Any]
@@ -34,9 +36,11 @@ class ClaimedJob:
     max_attempts: int
     lease_token: UUID
     lease_expires_at: datetime
+    lease_seconds: float | None = None  # the lease granted, when the answer carries claimed_at
 
     @classmethod
-    def from_answer(cls, item: JsonObject) -> ClaimedJob:
+    def from_answer(cls, item: JsonObject, claimed_at: datetime | None = None) -> ClaimedJob:
+        expires = datetime.fromisoformat(str(item["lease_expires_at"]))
         return cls(
             job_id=int(item["job_id"]),
             queue=str(item["queue"]),
@@ -46,7 +50,8 @@ class ClaimedJob:
             attempts=int(item["attempts"]),
             max_attempts=int(item["max_attempts"]),
             lease_token=UUID(str(item["lease_token"])),
-            lease_expires_at=datetime.fromisoformat(str(item["lease_expires_at"])),
+            lease_expires_at=expires,
+            lease_seconds=(expires - claimed_at).total_seconds() if claimed_at else None,
         )
 
 
@@ -110,6 +115,9 @@ def enqueue_many(conn: Conn, jobs: Iterable[JsonObject]) -> list[int]:
     return [int(i) for i in answer["job_ids"]]
 
 
+# claimed_at is the claim's transaction time, the instant fn_job_claim computed the leases from
+# (now()): lease_expires_at - claimed_at is the lease the database granted, so a worker that
+# passes no lease_seconds learns queue.lease.default_seconds from the answer itself.
 CLAIM_SQL: LiteralString = """
     SELECT conveyor.fn_job_claim(
         worker => %s::text,
@@ -117,9 +125,8 @@ CLAIM_SQL: LiteralString = """
         kinds => %s::text[],
         batch => %s::integer,
         lease_seconds => %s::integer
-    )
+    ) || jsonb_build_object('claimed_at', now())
 """
-
 # Phase 4: claim only the kinds the executor is subscribed to (job_subscription).
 CLAIM_EXECUTOR_SQL: LiteralString = """
     SELECT conveyor.fn_job_claim(
@@ -129,19 +136,20 @@ CLAIM_EXECUTOR_SQL: LiteralString = """
         batch => %s::integer,
         lease_seconds => %s::integer,
         executor => %s::text
-    )
+    ) || jsonb_build_object('claimed_at', now())
 """
 
 
-def claim_params(
+def claim_statement(
     worker: str,
-    queues: Sequence[str] | None,
-    kinds: Sequence[str] | None,
-    batch: int | None,
-    lease_seconds: int | None,
+    *,
+    queues: Sequence[str] | None = None,
+    kinds: Sequence[str] | None = None,
+    batch: int | None = None,
+    lease_seconds: int | None = None,
     executor: str | None = None,
-) -> tuple[LiteralString, tuple[Any, ...]]:
-    """The claim SQL and its arguments (shared by the sync client and the asyncio worker).
+) -> Statement:
+    """``fn_job_claim`` with these arguments (shared by the sync client and the asyncio worker).
 
     With an *executor* (phase 4), only kinds that executor is subscribed to are claimed.
     """
@@ -153,13 +161,15 @@ def claim_params(
         lease_seconds,
     )
     if executor is None:
-        return CLAIM_SQL, params
-    return CLAIM_EXECUTOR_SQL, (*params, executor)
+        return Statement(CLAIM_SQL, params)
+    return Statement(CLAIM_EXECUTOR_SQL, (*params, executor))
 
 
 def parse_claim(answer: JsonObject) -> list[ClaimedJob]:
     """The jobs of a fn_job_claim answer."""
-    return [ClaimedJob.from_answer(item) for item in answer["jobs"]]
+    raw = answer.get("claimed_at")
+    claimed_at = datetime.fromisoformat(str(raw)) if raw is not None else None
+    return [ClaimedJob.from_answer(item, claimed_at) for item in answer["jobs"]]
 
 
 def claim(
@@ -176,8 +186,15 @@ def claim(
 
     *executor* (phase 4) limits the claim to the kinds that executor is subscribed to.
     """
-    sql, params = claim_params(worker, queues, kinds, batch, lease_seconds, executor)
-    return parse_claim(call(conn, sql, params))
+    statement = claim_statement(
+        worker,
+        queues=queues,
+        kinds=kinds,
+        batch=batch,
+        lease_seconds=lease_seconds,
+        executor=executor,
+    )
+    return parse_claim(call(conn, *statement))
 
 
 COMPLETE_SQL: LiteralString = """
@@ -189,9 +206,18 @@ COMPLETE_SQL: LiteralString = """
 """
 
 
+def complete_statement(job_id: int, lease_token: UUID, result: Any = None) -> Statement:
+    """``fn_job_complete``; a *result* that is not an object is stored as ``{"value": result}``."""
+    if result is not None and not isinstance(result, dict):
+        result = {"value": result}
+    return Statement(
+        COMPLETE_SQL, (job_id, lease_token, Jsonb(result) if result is not None else None)
+    )
+
+
 def complete(conn: Conn, job_id: int, lease_token: UUID, result: JsonObject | None = None) -> None:
     """Mark the job succeeded. Wraps ``fn_job_complete``; raises LeaseLost on a stale token."""
-    call(conn, COMPLETE_SQL, (job_id, lease_token, Jsonb(result) if result is not None else None))
+    call(conn, *complete_statement(job_id, lease_token, result))
 
 
 COMPLETE_MANY_SQL: LiteralString = """
@@ -202,10 +228,19 @@ COMPLETE_MANY_SQL: LiteralString = """
 """
 
 
+def complete_many_statement(jobs: Sequence[tuple[int, UUID]]) -> Statement:
+    """``fn_job_complete_many`` for these (job id, lease token) pairs."""
+    return Statement(COMPLETE_MANY_SQL, ([j for j, _ in jobs], [t for _, t in jobs]))
+
+
+def parse_complete_many(answer: JsonObject) -> tuple[list[int], list[int]]:
+    """(completed ids, lease-lost ids) of a fn_job_complete_many answer."""
+    return [int(i) for i in answer["completed"]], [int(i) for i in answer["lease_lost"]]
+
+
 def complete_many(conn: Conn, jobs: Sequence[tuple[int, UUID]]) -> tuple[list[int], list[int]]:
     """Complete several jobs in one call; return (completed ids, lease-lost ids)."""
-    answer = call(conn, COMPLETE_MANY_SQL, ([j for j, _ in jobs], [t for _, t in jobs]))
-    return [int(i) for i in answer["completed"]], [int(i) for i in answer["lease_lost"]]
+    return parse_complete_many(call(conn, *complete_many_statement(jobs)))
 
 
 FAIL_TRANSIENT_SQL: LiteralString = """
@@ -218,6 +253,13 @@ FAIL_TRANSIENT_SQL: LiteralString = """
 """
 
 
+def fail_transient_statement(
+    job_id: int, lease_token: UUID, error: str | None = None, retry_in_seconds: float | None = None
+) -> Statement:
+    """``fn_job_fail_transient`` (the SQL caps *error* at its own length limit)."""
+    return Statement(FAIL_TRANSIENT_SQL, (job_id, lease_token, error, retry_in_seconds))
+
+
 def fail_transient(
     conn: Conn,
     job_id: int,
@@ -228,7 +270,7 @@ def fail_transient(
 ) -> JsonObject:
     """Report a retryable failure. Wraps ``fn_job_fail_transient``; the answer says whether the
     job was re-queued (``status: queued``, ``run_at``) or dead-lettered (attempts exhausted)."""
-    return call(conn, FAIL_TRANSIENT_SQL, (job_id, lease_token, error, retry_in_seconds))
+    return call(conn, *fail_transient_statement(job_id, lease_token, error, retry_in_seconds))
 
 
 FAIL_PERMANENT_SQL: LiteralString = """
@@ -240,11 +282,16 @@ FAIL_PERMANENT_SQL: LiteralString = """
 """
 
 
+def fail_permanent_statement(job_id: int, lease_token: UUID, error: str | None = None) -> Statement:
+    """``fn_job_fail_permanent`` (the SQL caps *error* at its own length limit)."""
+    return Statement(FAIL_PERMANENT_SQL, (job_id, lease_token, error))
+
+
 def fail_permanent(
     conn: Conn, job_id: int, lease_token: UUID, error: str | None = None
 ) -> JsonObject:
     """Send the job to the dead letter queue. Wraps ``fn_job_fail_permanent``."""
-    return call(conn, FAIL_PERMANENT_SQL, (job_id, lease_token, error))
+    return call(conn, *fail_permanent_statement(job_id, lease_token, error))
 
 
 EXTEND_SQL: LiteralString = """
@@ -256,11 +303,18 @@ EXTEND_SQL: LiteralString = """
 """
 
 
+def extend_lease_statement(
+    job_id: int, lease_token: UUID, lease_seconds: int | None = None
+) -> Statement:
+    """``fn_job_extend_lease``; *lease_seconds* None: ``queue.lease.default_seconds``."""
+    return Statement(EXTEND_SQL, (job_id, lease_token, lease_seconds))
+
+
 def extend_lease(
     conn: Conn, job_id: int, lease_token: UUID, lease_seconds: int | None = None
 ) -> JsonObject:
     """Extend the lease; the answer carries ``cancel_requested``. Wraps ``fn_job_extend_lease``."""
-    return call(conn, EXTEND_SQL, (job_id, lease_token, lease_seconds))
+    return call(conn, *extend_lease_statement(job_id, lease_token, lease_seconds))
 
 
 SNOOZE_SQL: LiteralString = """
@@ -272,9 +326,14 @@ SNOOZE_SQL: LiteralString = """
 """
 
 
+def snooze_statement(job_id: int, lease_token: UUID, seconds: float) -> Statement:
+    """``fn_job_snooze``."""
+    return Statement(SNOOZE_SQL, (job_id, lease_token, seconds))
+
+
 def snooze(conn: Conn, job_id: int, lease_token: UUID, seconds: float) -> JsonObject:
     """Put the job back for *seconds* without spending an attempt. Wraps ``fn_job_snooze``."""
-    return call(conn, SNOOZE_SQL, (job_id, lease_token, seconds))
+    return call(conn, *snooze_statement(job_id, lease_token, seconds))
 
 
 RELEASE_SQL: LiteralString = """
@@ -285,9 +344,14 @@ RELEASE_SQL: LiteralString = """
 """
 
 
+def release_statement(job_id: int, lease_token: UUID) -> Statement:
+    """``fn_job_release``."""
+    return Statement(RELEASE_SQL, (job_id, lease_token))
+
+
 def release(conn: Conn, job_id: int, lease_token: UUID) -> JsonObject:
     """Give the job back now without spending an attempt. Wraps ``fn_job_release``."""
-    return call(conn, RELEASE_SQL, (job_id, lease_token))
+    return call(conn, *release_statement(job_id, lease_token))
 
 
 CANCEL_SQL: LiteralString = """
@@ -311,6 +375,11 @@ CANCEL_ACK_SQL: LiteralString = """
 """
 
 
+def cancel_ack_statement(job_id: int, lease_token: UUID) -> Statement:
+    """``fn_job_cancel_ack``."""
+    return Statement(CANCEL_ACK_SQL, (job_id, lease_token))
+
+
 def cancel_ack(conn: Conn, job_id: int, lease_token: UUID) -> JsonObject:
     """End a cancel-requested running job as cancelled. Wraps ``fn_job_cancel_ack``."""
-    return call(conn, CANCEL_ACK_SQL, (job_id, lease_token))
+    return call(conn, *cancel_ack_statement(job_id, lease_token))

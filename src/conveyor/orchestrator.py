@@ -16,7 +16,7 @@ from typing import Any, LiteralString
 
 import psycopg
 
-from conveyor import tick
+from conveyor import db, tick
 from conveyor.calls import call
 from conveyor.errors import ConfigError, Refused
 from conveyor.heartbeat import Heartbeat, process_metadata
@@ -109,6 +109,7 @@ class Orchestrator:
                 backoff = 0.5
                 delay = self.config.interval
             except (
+                ConfigError,  # db.connect: the server cannot be reached
                 psycopg.OperationalError,
                 psycopg.errors.ReadOnlySqlTransaction,
                 psycopg.errors.QueryCanceled,
@@ -130,11 +131,10 @@ class Orchestrator:
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(
+            self._conn = db.connect(
                 self.url,
                 autocommit=True,
                 application_name=f"conveyor-orchestrator:{self.name}"[:63],
-                connect_timeout=10,
             )
         return self._conn
 

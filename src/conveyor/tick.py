@@ -32,15 +32,16 @@ class Step:
     repeat_while_more: bool = False  # call again while the answer says "more": true
 
 
+# Batches are the functions' defaults, except where a tick deliberately takes more per call.
 STEPS: tuple[Step, ...] = (
-    Step("lease_reaper", "SELECT conveyor.fn_job_lease_reaper(batch => 1000)", 2, True),
+    Step("lease_reaper", "SELECT conveyor.fn_job_lease_reaper()", 2, True),
     Step("heartbeat_stale_check", "SELECT conveyor.fn_heartbeat_stale_check()", 3),
     Step("watchdog", "SELECT conveyor.fn_watchdog_receive(batch => 500)", 3),
     Step("red_zones", "SELECT conveyor.fn_red_zones_receive(batch => 500)", 3),
-    Step("dispatch", "SELECT conveyor.fn_consumer_dispatch(batch => 500)", 4, True),
+    Step("dispatch", "SELECT conveyor.fn_consumer_dispatch()", 4, True),
     Step("outbound", "SELECT conveyor.fn_iu_outbound_tick(name => 'iu_outbound_default')", 0),
-    Step("retention", "SELECT conveyor.fn_job_prune(batch => 10000)", 2, True),
-    Step("periodic", "SELECT conveyor.fn_periodic_enqueue_due(batch => 100)", 3),
+    Step("retention", "SELECT conveyor.fn_job_prune()", 2, True),
+    Step("periodic", "SELECT conveyor.fn_periodic_enqueue_due()", 3),
 )
 
 _MAX_REPEATS = 20  # bound one round's work; the next tick continues

@@ -1,6 +1,12 @@
 """The worker: claims jobs in batches, runs handlers concurrently, renews leases off the event
 loop, and completes or fails each attempt with its lease token. Rules (order, backoff, fencing)
-stay in SQL; this module only schedules calls."""
+stay in SQL; this module only schedules calls.
+
+Its parts: the claim loop and the lifecycle (here), running a handler (invoker.py), recording
+what became of an attempt (outcomes.py, with the batching completer.py), and lease renewal
+with the heartbeat on their own thread (lease.py), which shares the running jobs with the loop
+(inflight.py).
+"""
 
 from __future__ import annotations
 
@@ -9,30 +15,31 @@ import logging
 import os
 import signal
 import socket
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from conveyor import jobs, tick
-from conveyor.calls import acall, call
+from conveyor.calls import Statement, acall
 from conveyor.errors import ConfigError, Disabled, LeaseLost, Refused
 from conveyor.handlers import Fail, Handler, JobContext, Registry, Retry, Snooze
 from conveyor.heartbeat import Heartbeat, process_metadata
+from conveyor.inflight import Inflight, RunningJob
+from conveyor.invoker import Invoker
 from conveyor.jobs import ClaimedJob
-from conveyor.lease import LeaseKeeper
+from conveyor.lease import Lease, LeaseKeeper
 from conveyor.notify import Listener
+from conveyor.outcomes import Outcomes, WorkerStats, error_text
+from conveyor.types import JsonObject
+
+__all__ = ["REQUIRED_PHASES", "Worker", "WorkerConfig", "WorkerStats", "default_name"]
 
 log = logging.getLogger(__name__)
 
 REQUIRED_PHASES = (0, 1, 2)
-_ERROR_LIMIT = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +49,8 @@ class WorkerConfig:
     name: str | None = None
     queues: tuple[str, ...] | None = None
     concurrency: int = 10
-    batch: int | None = None  # None: up to the free slots
-    lease_seconds: int = 30
+    batch: int | None = None  # None: up to the free slots (fn_job_claim bounds it)
+    lease_seconds: int | None = None  # None: the database's queue.lease.default_seconds
     poll_interval: float = 0.5
     grace_period: float = 30.0
     summary_every: float = 60.0
@@ -54,9 +61,7 @@ class WorkerConfig:
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ConfigError(f"concurrency must be ≥ 1, got {self.concurrency}")
-        if self.batch is not None and not 1 <= self.batch <= 1000:
-            raise ConfigError(f"batch must be between 1 and 1000, got {self.batch}")
-        if self.lease_seconds < 3:
+        if self.lease_seconds is not None and self.lease_seconds < 3:  # renewal needs the room
             raise ConfigError(f"lease_seconds must be ≥ 3, got {self.lease_seconds}")
         if self.poll_interval <= 0:
             raise ConfigError(f"poll_interval must be > 0 seconds, got {self.poll_interval}")
@@ -65,37 +70,6 @@ class WorkerConfig:
 def default_name() -> str:
     """host:pid:random — unique per incarnation, so a restart never inherits old leases."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-@dataclass(slots=True)
-class WorkerStats:
-    """Counters for the periodic summary line and for callers of `run`."""
-
-    claimed: int = 0
-    succeeded: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-    snoozed: int = 0
-    cancelled: int = 0
-    lease_lost: int = 0
-    released: int = 0
-
-
-@dataclass(slots=True)
-class _Inflight:
-    job: ClaimedJob
-    context: JobContext
-    task: asyncio.Task[None] | None = None
-    lease_lost: bool = False
-    cancel_requested: bool = False
-
-
-@dataclass(slots=True)
-class _Completion:
-    job: ClaimedJob
-    done: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
 
 
 class Worker:
@@ -109,21 +83,16 @@ class Worker:
         self.config = config or WorkerConfig()
         self.name = self.config.name or default_name()
         self.stats = WorkerStats()
-        self._inflight: dict[int, _Inflight] = {}
-        self._lock = threading.Lock()
+        self._inflight = Inflight()
         self._stopping = asyncio.Event()
         self._wakeup = asyncio.Event()  # set by the NOTIFY bridge (phase 3) or a freed slot
-        self._completions: list[_Completion] = []
-        self._flush_needed = asyncio.Event()
+        self._outcomes = Outcomes(self._call, self.stats)
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._reconnecting = asyncio.Lock()  # many jobs may notice one broken connection at once
-        self._threads = ThreadPoolExecutor(
-            max_workers=self.config.concurrency, thread_name_prefix="conveyor-handler"
-        )
-        self._async_pool: AsyncConnectionPool | None = None
-        self._sync_pool: ConnectionPool | None = None
+        self._invoker = Invoker(url, self.name, self.config.concurrency)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.listener: Listener | None = None
+        self._keeper: LeaseKeeper | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -150,18 +119,19 @@ class Worker:
             self.url,
             self.name,
             self.config.lease_seconds,
-            self._snapshot,
+            self._inflight.leases,
             self._on_lease_event,
             beat,
         )
         keeper.start()
+        self._keeper = keeper
         listener: asyncio.Task[None] | None = None
         if 3 in applied:  # the NOTIFY bridge exists from phase 3 on (it may still be switched off)
             self.listener = Listener(self.url, self.name, self.wake)
             listener = asyncio.create_task(
                 self.listener.run(self._stopping), name="conveyor-listen"
             )
-        flusher = asyncio.create_task(self._flush_loop(), name="conveyor-completions")
+        flusher = asyncio.create_task(self._outcomes.completer.run(), name="conveyor-completions")
         summary = asyncio.create_task(self._summary_loop(), name="conveyor-summary")
         log.info(
             "worker %s started: kinds=%s queues=%s concurrency=%s",
@@ -177,15 +147,10 @@ class Worker:
             summary.cancel()
             if listener is not None:
                 listener.cancel()
-            self._flush_needed.set()
-            await self._flush_completions()
+            await self._outcomes.completer.flush()
             flusher.cancel()
             keeper.stop()
-            self._threads.shutdown(wait=False, cancel_futures=True)
-            if self._async_pool is not None:
-                await self._async_pool.close()
-            if self._sync_pool is not None:
-                self._sync_pool.close()
+            await self._invoker.close()
             await self._conn.close()
             log.info("worker %s stopped: %s", self.name, self.stats)
         return self.stats
@@ -280,24 +245,27 @@ class Worker:
                 backoff = min(backoff * 2, 10.0)
                 await self._reconnect_if_broken()
                 continue
-            for job in claimed:
-                self._start(job)
+            for job, lease in claimed:
+                self._start(job, lease)
+            if claimed and self._keeper is not None:
+                self._keeper.wake()
             if len(claimed) < size:
                 await self._wait(self.config.poll_interval)
 
-    async def _claim(self, size: int) -> list[ClaimedJob]:
+    async def _claim(self, size: int) -> list[tuple[ClaimedJob, Lease]]:
         assert self._conn is not None
-        sql, params = jobs.claim_params(
+        statement = jobs.claim_statement(
             self.name,
-            self.config.queues,
-            self.registry.kinds,
-            size,
-            self.config.lease_seconds,
-            self.config.executor,
+            queues=self.config.queues,
+            kinds=self.registry.kinds,
+            batch=size,
+            lease_seconds=self.config.lease_seconds,
+            executor=self.config.executor,
         )
-        claimed = jobs.parse_claim(await acall(self._conn, sql, params))
+        sent = time.monotonic()  # the leases began after this instant
+        claimed = jobs.parse_claim(await acall(self._conn, *statement))
         self.stats.claimed += len(claimed)
-        return claimed
+        return [(job, _lease(job, sent)) for job in claimed]
 
     async def _wait(self, seconds: float) -> None:
         """Sleep until *seconds* pass, a wake-up arrives, or the worker stops."""
@@ -332,53 +300,37 @@ class Worker:
 
     # ------------------------------------------------------------------ running handlers
 
-    def _start(self, job: ClaimedJob) -> None:
+    def _start(self, job: ClaimedJob, lease: Lease) -> None:
         handler = self.registry.get(job.kind)
         context = JobContext(job=job, worker=self.name)
-        entry = _Inflight(job=job, context=context)
-        with self._lock:
-            self._inflight[job.job_id] = entry
+        entry = RunningJob(job=job, context=context, lease=lease)
+        self._inflight.add(entry)
         entry.task = asyncio.create_task(self._execute(handler, entry), name=f"job-{job.job_id}")
 
-    async def _execute(self, handler: Handler | None, entry: _Inflight) -> None:
-        job = entry.job
+    async def _execute(self, handler: Handler | None, entry: RunningJob) -> None:
+        job, outcomes = entry.job, self._outcomes
         try:
             if handler is None:  # claimed by kind filter, so only if the registry changed
-                await self._outcome(
-                    jobs.FAIL_TRANSIENT_SQL,
-                    (job.job_id, job.lease_token, f"no handler for kind {job.kind!r}", None),
-                    "retried",
-                )
+                await outcomes.failed(job, f"no handler for kind {job.kind!r}")
                 return
             try:
                 result = await self._invoke(handler, entry)
             except Snooze as snooze:
-                await self._outcome(
-                    jobs.SNOOZE_SQL, (job.job_id, job.lease_token, snooze.seconds), "snoozed"
-                )
+                await outcomes.snoozed(job, snooze.seconds)
             except Retry as retry:
-                await self._fail_transient(job, str(retry), retry.in_seconds)
+                await outcomes.failed(job, str(retry), retry.in_seconds)
             except Fail as fail:
-                await self._outcome(
-                    jobs.FAIL_PERMANENT_SQL,
-                    (job.job_id, job.lease_token, _error_text(fail)),
-                    "dead_lettered",
-                )
+                await outcomes.dead_letter(job, error_text(fail))
             except asyncio.CancelledError:
                 await self._after_cancel(entry)
             except TimeoutError:
-                await self._fail_transient(job, f"timed out after {handler.timeout} s", None)
+                await outcomes.failed(job, f"timed out after {handler.timeout} s")
             except Exception as error:  # any other exception is the job's failure, not ours
-                log.info("job %s (%s) failed: %s", job.job_id, job.kind, type(error).__name__)
-                await self._fail_transient(job, _error_text(error), None)
+                await outcomes.failed(job, error_text(error))
             else:
-                if not handler.transactional:
-                    await self._complete(job, result)
-                else:
-                    self.stats.succeeded += 1
+                await outcomes.succeeded(job, result, recorded=handler.transactional)
         except LeaseLost:
-            self.stats.lease_lost += 1
-            log.warning("job %s: lease lost; result discarded", job.job_id)
+            outcomes.lease_lost(job, "lease lost; result discarded")
         except (psycopg.Error, Refused) as error:
             log.error(
                 "job %s: could not record its outcome (%s); the lease will expire and "
@@ -387,191 +339,39 @@ class Worker:
                 error,
             )
         finally:
-            with self._lock:
-                self._inflight.pop(job.job_id, None)
+            self._inflight.remove(job.job_id)
             self._wakeup.set()
 
-    async def _invoke(self, handler: Handler, entry: _Inflight) -> Any:
+    async def _invoke(self, handler: Handler, entry: RunningJob) -> Any:
         if entry.lease_lost or entry.cancel_requested:
             raise asyncio.CancelledError
-        runner = self._run_transactional if handler.transactional else self._run_plain
-        if handler.timeout is None:
-            return await runner(handler, entry.context)
-        return await asyncio.wait_for(runner(handler, entry.context), handler.timeout)
+        return await self._invoker.invoke(handler, entry.context)
 
-    async def _run_plain(self, handler: Handler, context: JobContext) -> Any:
-        if handler.is_async:
-            return await handler.func(context)
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._threads, handler.func, context)
-        except asyncio.CancelledError:
-            context._cancelled.set()  # the thread cannot be killed: ask it to stop
-            raise
-
-    async def _run_transactional(self, handler: Handler, context: JobContext) -> Any:
-        """Run the handler and fn_job_complete in one transaction on a pooled connection."""
-        job = context.job
-        if handler.is_async:
-            pool = await self._get_async_pool()
-            async with pool.connection() as conn, conn.transaction():
-                context.conn = conn
-                result = await handler.func(context)
-                await acall(conn, jobs.COMPLETE_SQL, (job.job_id, job.lease_token, _json(result)))
-                return result
-        pool_sync = self._get_sync_pool()
-
-        def run_in_thread() -> Any:
-            with pool_sync.connection() as conn, conn.transaction():
-                context.conn = conn
-                result = handler.func(context)
-                if context.cancelled:
-                    raise asyncio.CancelledError("job cancelled")
-                call(conn, jobs.COMPLETE_SQL, (job.job_id, job.lease_token, _json(result)))
-                return result
-
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._threads, run_in_thread)
-        except asyncio.CancelledError:
-            context._cancelled.set()
-            raise
-
-    async def _get_async_pool(self) -> AsyncConnectionPool:
-        if self._async_pool is None:
-            self._async_pool = AsyncConnectionPool(
-                self.url,
-                min_size=0,
-                max_size=self.config.concurrency,
-                open=False,
-                kwargs={"application_name": f"conveyor-worker-tx:{self.name}"[:63]},
-            )
-            await self._async_pool.open()
-        return self._async_pool
-
-    def _get_sync_pool(self) -> ConnectionPool:
-        if self._sync_pool is None:
-            self._sync_pool = ConnectionPool(
-                self.url,
-                min_size=0,
-                max_size=self.config.concurrency,
-                open=True,
-                kwargs={"application_name": f"conveyor-worker-tx:{self.name}"[:63]},
-            )
-        return self._sync_pool
-
-    async def _after_cancel(self, entry: _Inflight) -> None:
+    async def _after_cancel(self, entry: RunningJob) -> None:
         job = entry.job
         if entry.lease_lost:
-            self.stats.lease_lost += 1
-            log.warning("job %s: lease lost while running; handler cancelled", job.job_id)
+            self._outcomes.lease_lost(job, "lease lost while running; handler cancelled")
         elif entry.cancel_requested:
-            await self._outcome(jobs.CANCEL_ACK_SQL, (job.job_id, job.lease_token), "cancelled")
+            await self._outcomes.cancelled(job)
         else:  # shutdown: give the job back without spending the attempt
-            await self._outcome(jobs.RELEASE_SQL, (job.job_id, job.lease_token), "released")
+            await self._outcomes.released(job)
 
-    async def _fail_transient(self, job: ClaimedJob, error: str, retry_in: float | None) -> None:
-        answer = await self._call(
-            jobs.FAIL_TRANSIENT_SQL, (job.job_id, job.lease_token, error, retry_in)
-        )
-        if answer.get("status") == "dead_letter":
-            self.stats.dead_lettered += 1
-        else:
-            self.stats.retried += 1
-
-    async def _outcome(self, sql: Any, params: tuple[Any, ...], counter: str) -> None:
-        await self._call(sql, params)
-        setattr(self.stats, counter, getattr(self.stats, counter) + 1)
-
-    async def _call(self, sql: Any, params: tuple[Any, ...]) -> dict[str, Any]:
+    async def _call(self, statement: Statement) -> JsonObject:
         """Run an outcome call, reconnecting once if the connection broke meanwhile."""
         await self._reconnect_if_broken()
         assert self._conn is not None
-        return await acall(self._conn, sql, params)
-
-    # ------------------------------------------------------------------ completions
-
-    async def _complete(self, job: ClaimedJob, result: Any) -> None:
-        if result is not None:
-            await self._call(jobs.COMPLETE_SQL, (job.job_id, job.lease_token, _json(result)))
-            self.stats.succeeded += 1
-            return
-        completion = _Completion(job)
-        self._completions.append(completion)
-        self._flush_needed.set()
-        await completion.done
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await self._flush_needed.wait()
-            await self._flush_completions()
-
-    async def _flush_completions(self) -> None:
-        """Complete every pending job in one fn_job_complete_many call (retried until it lands)."""
-        backoff = 0.2
-        while self._completions:
-            self._flush_needed.clear()
-            batch, self._completions = self._completions, []
-            try:
-                answer = await self._call(
-                    jobs.COMPLETE_MANY_SQL,
-                    ([c.job.job_id for c in batch], [c.job.lease_token for c in batch]),
-                )
-            except (psycopg.OperationalError, Refused) as error:
-                self._completions = batch + self._completions
-                log.warning(
-                    "completing %s jobs failed (%s); retrying in %.1f s",
-                    len(batch),
-                    type(error).__name__,
-                    backoff,
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            lost = {int(i) for i in answer.get("lease_lost", [])}
-            for completion in batch:
-                if completion.job.job_id in lost:
-                    completion.done.set_exception(
-                        LeaseLost(
-                            {
-                                "refused": True,
-                                "reason": "lease_lost",
-                                "job_id": completion.job.job_id,
-                            }
-                        )
-                    )
-                else:
-                    self.stats.succeeded += 1
-                    completion.done.set_result(None)
-        self._flush_needed.clear()
+        return await acall(self._conn, *statement)
 
     # ------------------------------------------------------------------ leases and shutdown
 
-    def _snapshot(self) -> list[tuple[int, Any]]:
-        """(job id, lease token) of every running job; called from the lease thread."""
-        with self._lock:
-            return [
-                (job_id, e.job.lease_token)
-                for job_id, e in self._inflight.items()
-                if not e.lease_lost
-            ]
-
     def _on_lease_event(self, job_id: int, event: str) -> None:
         """From the lease thread: 'lost' or 'cancel' for a running job → cancel its handler."""
-        with self._lock:
-            entry = self._inflight.get(job_id)
-        if entry is None:
-            return
-        if event == "lost":
-            entry.lease_lost = True
-        else:
-            entry.cancel_requested = True
-        entry.context._cancelled.set()
-        if self._loop is not None and entry.task is not None:
+        entry = self._inflight.flag(job_id, event)
+        if entry is not None and self._loop is not None and entry.task is not None:
             self._loop.call_soon_threadsafe(entry.task.cancel)
 
     async def _drain(self) -> None:
-        tasks = [e.task for e in list(self._inflight.values()) if e.task is not None]
+        tasks = self._inflight.tasks()
         if tasks:
             log.info(
                 "worker %s: draining %s running jobs (grace %.0f s)",
@@ -604,12 +404,7 @@ class Worker:
             last, done_before = now, done
 
 
-def _json(result: Any) -> Jsonb | None:
-    if result is None:
-        return None
-    return Jsonb(result if isinstance(result, dict) else {"value": result})
-
-
-def _error_text(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}"
-    return text[:_ERROR_LIMIT]
+def _lease(job: ClaimedJob, sent: float) -> Lease:
+    """The job's lease in local time, counted from *sent* (before the claim: never later)."""
+    seconds = job.lease_seconds or 3.0  # an answer without claimed_at: assume the shortest
+    return Lease(job.job_id, job.lease_token, seconds, sent + seconds)

@@ -5,9 +5,6 @@ whichever PostgreSQL server the session runs on."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,38 +13,23 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from conveyor.phases import runner
 from faults.support import Server, cluster_of
-from helpers import SEARCH_PATH_OPTION, scalar
+from helpers import SEARCH_PATH_OPTION, conveyor_processes, prepare_worker_database, scalar, unique
 
-APPS = Path(__file__).parent.parent / "apps"
 APP = "faultapp:registry"
 
 
 @pytest.fixture(scope="module")
 def fault_dsn(dsn: str) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for number in (2, 3):
-            runner.ratify(conn, number, "tests")
-            runner.apply(conn, number, "tests")
-        conn.execute(
-            "UPDATE conveyor.dot_config SET value = 'true'"
-            " WHERE key IN ('queue.job_substrate.enabled', 'queue.lease_reaper.enabled')"
-        )
-        conn.execute(
-            "UPDATE conveyor.dot_config SET value = '0' WHERE key = 'queue.retry.base_seconds'"
-        )
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS public.fault_effect"
-            " (id bigserial PRIMARY KEY, job_id bigint NOT NULL, seq integer)"
-        )
+        prepare_worker_database(conn, (2, 3), "fault_effect")
     return dsn
 
 
 @pytest.fixture
 def queue() -> str:
     """A queue of this test's own, so committed jobs of other tests never mix in."""
-    return f"f{uuid.uuid4().hex[:10]}"
+    return unique("f")
 
 
 @pytest.fixture
@@ -71,40 +53,14 @@ def admin(fault_dsn: str) -> Callable[[], psycopg.Connection[Any]]:
 @pytest.fixture
 def start_worker(fault_dsn: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Start `conveyor worker --app faultapp:registry ARGS…`; *dsn* overrides the database URL."""
-    yield from _starter(fault_dsn, tmp_path, ["worker", "--app", APP, "--summary-every", "1"])
+    yield from conveyor_processes(
+        fault_dsn, tmp_path, ["worker", "--app", APP, "--summary-every", "1"]
+    )
 
 
 @pytest.fixture
 def start_orchestrator(fault_dsn: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    yield from _starter(fault_dsn, tmp_path, ["orchestrator"])
-
-
-def _starter(dsn: str, tmp_path: Path, base: list[str]) -> Iterator[Callable[..., Any]]:
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str, url: str | None = None) -> subprocess.Popen[bytes]:
-        env = {
-            **os.environ,
-            "CONVEYOR_DATABASE_URL": url or dsn,
-            "PYTHONPATH": os.pathsep.join([str(APPS), os.environ.get("PYTHONPATH", "")]),
-        }
-        log_path = tmp_path / f"{base[0]}{len(started)}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "conveyor", "-v", *base, *args],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        process.log_path = log_path  # type: ignore[attr-defined]
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
+    yield from conveyor_processes(fault_dsn, tmp_path, ["orchestrator"])
 
 
 @pytest.fixture(scope="session")

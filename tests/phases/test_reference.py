@@ -7,8 +7,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from conveyor.phases import catalog, runner
+from conveyor.phases import catalog
 from conveyor.reference import render
+from helpers import apply_phases
 
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "sql-reference.md"
 
@@ -17,10 +18,7 @@ REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "sql-reference.md"
 def all_phases(empty_dsn: str) -> Iterator[psycopg.Connection[Any]]:
     """A connection to a database with every implemented phase applied."""
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        for phase in catalog.PHASES:
-            if phase.implemented:
-                runner.ratify(conn, phase.number, "tests")
-                runner.apply(conn, phase.number, "tests")
+        apply_phases(conn, [phase.number for phase in catalog.PHASES if phase.implemented])
         yield conn
 
 

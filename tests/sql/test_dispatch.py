@@ -14,7 +14,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,7 +25,7 @@ from psycopg.types.json import Jsonb
 
 from conveyor.errors import PhaseError
 from conveyor.phases import fingerprint, runner
-from helpers import scalar, set_flag
+from helpers import apply_phase, apply_phases, scalar, set_flag, unique
 
 Connect = Callable[..., psycopg.Connection[Any]]
 Conn = psycopg.Connection[Any]
@@ -44,12 +43,7 @@ MAX_ID = 9223372036854775807
 def phase4(dsn: str) -> None:
     """Apply phases 2, 3 and 4 (0 and 1 come from the template); register the test event types."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for number in (2, 3, 4):
-            runner.ratify(conn, number, "tests")
-            result = runner.apply(conn, number, "tests")
-            assert result.already_applied or (result.gate is not None and result.gate.passed), (
-                result.gate.failures if result.gate else "no gate run"
-            )
+        apply_phases(conn, (2, 3, 4))
         conn.execute("SELECT conveyor.fn_event_type_register(%s)", (PROBE,))
         conn.execute("SELECT conveyor.fn_event_type_register(%s)", (OTHER,))
 
@@ -63,10 +57,6 @@ def on(db: Conn) -> Conn:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
 def emit(conn: Conn, event_type: str, payload: dict[str, Any], source: str = "tests") -> int:
@@ -644,24 +634,19 @@ def test_claim_keeps_its_phase_1_grants(db: Conn) -> None:
 # --------------------------------------------------------------------------- rollback
 
 
-def _apply(conn: Conn, number: int) -> runner.ApplyResult:
-    runner.ratify(conn, number, "tests")
-    return runner.apply(conn, number, "tests")
-
-
 def test_up_down_up_round_trips_the_catalog_and_down_refuses_while_a_new_domain_is_used(
     empty_dsn: str,
 ) -> None:
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
         for number in (0, 1, 2, 3):
-            _apply(conn, number)
+            apply_phase(conn, number)
         before = fingerprint.catalog_fingerprint(conn)
         claim_before = scalar(
             conn,
             "SELECT to_regprocedure("
             "'conveyor.fn_job_claim(text, text[], text[], integer, integer)')",
         )
-        _apply(conn, 4)
+        apply_phase(conn, 4)
         applied = fingerprint.catalog_fingerprint(conn)
         conn.execute("SELECT conveyor.fn_event_type_register('customer.t_probe')")
         conn.execute(
@@ -678,7 +663,7 @@ def test_up_down_up_round_trips_the_catalog_and_down_refuses_while_a_new_domain_
         runner.rollback(conn, 4, "tests")
         after_down = fingerprint.catalog_fingerprint(conn)
         legacy_flag = scalar(conn, "SELECT conveyor.fn_config_get(%s)", (LEGACY,))
-        again = _apply(conn, 4)
+        again = apply_phase(conn, 4)
 
         assert claim_before is not None
         assert fingerprint.describe_difference(applied, still) == []
@@ -691,7 +676,7 @@ def test_up_down_up_round_trips_the_catalog_and_down_refuses_while_a_new_domain_
 def test_the_dispatch_cursor_starts_where_the_legacy_cursor_stands(empty_dsn: str) -> None:
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
         for number in (0, 1, 2, 3):
-            _apply(conn, number)
+            apply_phase(conn, number)
         conn.execute(
             'SELECT conveyor.fn_outbox_emit(%s, \'{"template": "t", "instance_key": "k"}\')',
             (COMPOSED,),
@@ -701,7 +686,7 @@ def test_the_dispatch_cursor_starts_where_the_legacy_cursor_stands(empty_dsn: st
             "SELECT last_txid::text, last_id FROM conveyor.event_outbox_cursor"
             " WHERE consumer = 'legacy.auto_instantiate'"
         ).fetchone()
-        _apply(conn, 4)
+        apply_phase(conn, 4)
         started = conn.execute(
             "SELECT last_txid::text, last_id FROM conveyor.event_outbox_cursor"
             " WHERE consumer = 'dispatch'"

@@ -27,8 +27,7 @@ from hypothesis import strategies as st
 from psycopg import errors, sql
 from psycopg.types.json import Jsonb
 
-from conveyor.phases import runner
-from helpers import scalar, set_flag
+from helpers import apply_phases, scalar, set_flag
 
 Conn = psycopg.Connection[Any]
 Arguments = st.SearchStrategy[dict[str, Any]]
@@ -98,12 +97,7 @@ _DIGEST = sql.SQL(" UNION ALL ").join(
 def phase2(dsn: str) -> None:
     """Apply phase 2 to this module's database (phases 0 and 1 come from the template)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        runner.ratify(conn, 2, "tests")
-        result = runner.apply(conn, 2, "tests")
-    gate = result.gate
-    assert result.already_applied or (gate is not None and gate.passed), (
-        gate.failures if gate else "no gate run"
-    )
+        apply_phases(conn, (2,))
 
 
 # --------------------------------------------------------------------------- the world
@@ -859,12 +853,6 @@ def enqueue_error(conn: Conn, query: str, params: Any) -> errors.InvalidParamete
         conn.execute(query, params)
     assert digest(conn) == before
     return raised.value
-
-
-@pytest.fixture
-def jobs(db: Conn) -> Conn:
-    set_flag(db, "queue.job_substrate.enabled", True)
-    return db
 
 
 def test_a_payload_over_max_bytes_is_rejected_naming_the_field_and_the_limit(jobs: Conn) -> None:

@@ -18,8 +18,7 @@ import pytest
 from psycopg import errors
 from psycopg.types.json import Jsonb
 
-from conveyor.phases import runner
-from helpers import scalar, set_flag, wait_until
+from helpers import apply_phases, scalar, set_flag, unique, wait_until
 
 Connect = Callable[..., psycopg.Connection[Any]]
 Conn = psycopg.Connection[Any]
@@ -36,12 +35,7 @@ CHANNEL = "conveyor_jobs"
 def phase3(dsn: str) -> None:
     """Apply phases 2 and 3 to this module's database (0 and 1 come from the template)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for number in (2, 3):
-            runner.ratify(conn, number, "tests")
-            result = runner.apply(conn, number, "tests")
-            assert result.already_applied or (result.gate is not None and result.gate.passed), (
-                result.gate.failures if result.gate else "no gate run"
-            )
+        apply_phases(conn, (2, 3))
 
 
 class Live:
@@ -72,10 +66,6 @@ def live(connect: Connect) -> Iterator[Live]:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
 def register(

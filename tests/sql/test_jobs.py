@@ -17,7 +17,7 @@ from psycopg import errors
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from helpers import scalar, set_flag, wait_until
+from helpers import scalar, set_flag, unique, wait_until
 
 Connect = Callable[..., psycopg.Connection[Any]]
 Conn = psycopg.Connection[Any]
@@ -31,10 +31,6 @@ CLAIM_ARGS = ("worker", "queues", "kinds", "batch", "lease_seconds")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
 def _named_call(function: str, allowed: tuple[str, ...], arguments: dict[str, Any]) -> str:
@@ -136,13 +132,6 @@ def ts(value: str) -> datetime:
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def jobs(db: Conn) -> Conn:
-    """The test's transaction with the job substrate enabled (rolled back afterwards)."""
-    set_flag(db, FLAG, True)
-    return db
 
 
 @pytest.fixture

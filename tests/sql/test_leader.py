@@ -14,8 +14,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from conveyor.phases import runner
-from helpers import scalar, wait_until
+from helpers import apply_phases, scalar, wait_until
 
 Connect = Callable[..., psycopg.Connection[Any]]
 Conn = psycopg.Connection[Any]
@@ -25,12 +24,7 @@ Conn = psycopg.Connection[Any]
 def phase3(dsn: str) -> None:
     """Apply phases 2 and 3 to this module's database (0 and 1 come from the template)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for number in (2, 3):
-            runner.ratify(conn, number, "tests")
-            result = runner.apply(conn, number, "tests")
-            assert result.already_applied or (result.gate is not None and result.gate.passed), (
-                result.gate.failures if result.gate else "no gate run"
-            )
+        apply_phases(conn, (2, 3))
 
 
 @pytest.fixture

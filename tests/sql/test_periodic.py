@@ -9,7 +9,6 @@ of its own, removed afterwards.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,8 +18,7 @@ import pytest
 from psycopg import errors
 from psycopg.types.json import Jsonb
 
-from conveyor.phases import runner
-from helpers import scalar, set_flag
+from helpers import apply_phases, scalar, set_flag, unique
 
 Connect = Callable[..., psycopg.Connection[Any]]
 Conn = psycopg.Connection[Any]
@@ -33,23 +31,7 @@ POLICY = "queue.periodic.missed_policy"
 def phase3(dsn: str) -> None:
     """Apply phases 2 and 3 to this module's database (0 and 1 come from the template)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for number in (2, 3):
-            runner.ratify(conn, number, "tests")
-            result = runner.apply(conn, number, "tests")
-            assert result.already_applied or (result.gate is not None and result.gate.passed), (
-                result.gate.failures if result.gate else "no gate run"
-            )
-
-
-@pytest.fixture
-def jobs(db: Conn) -> Conn:
-    """The `db` transaction with the job substrate enabled."""
-    set_flag(db, SUBSTRATE, True)
-    return db
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
+        apply_phases(conn, (2, 3))
 
 
 def cron_next(conn: Conn, cron: str, after: str) -> datetime | None:

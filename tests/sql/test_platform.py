@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 from psycopg import errors
 from psycopg.types.json import Jsonb
 
-from helpers import scalar, set_flag, wait_until
+from helpers import scalar, set_flag, unique, wait_until
 
 Connect = Callable[..., psycopg.Connection[Any]]
 
@@ -31,10 +30,6 @@ AUTO_COMPOSED = "iu.template.instance_auto_composed"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
 def emit(

@@ -8,7 +8,6 @@ connections and committed rows in a queue of their own, removed afterwards.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -20,7 +19,15 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from conveyor.phases import fingerprint, runner
-from helpers import SEARCH_PATH_OPTION, scalar, set_flag, wait_until
+from helpers import (
+    SEARCH_PATH_OPTION,
+    apply_phase,
+    apply_phases,
+    scalar,
+    set_flag,
+    unique,
+    wait_until,
+)
 
 Connect = Callable[..., psycopg.Connection[Any]]
 Conn = psycopg.Connection[Any]
@@ -35,19 +42,10 @@ LEASE_LOST = "lease_lost"
 def phase2(dsn: str) -> None:
     """Apply phase 2 to this module's database (phases 0 and 1 come from the template)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        runner.ratify(conn, 2, "tests")
-        result = runner.apply(conn, 2, "tests")
-    gate = result.gate
-    assert result.already_applied or (gate is not None and gate.passed), (
-        gate.failures if gate else "no gate run"
-    )
+        apply_phases(conn, (2,))
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
 def set_config(conn: Conn, key: str, value: Any) -> None:
@@ -192,11 +190,10 @@ def dead_letter_job(conn: Conn, kind: str, queue: str, **options: Any) -> int:
 
 
 @pytest.fixture
-def jobs(db: Conn) -> Conn:
+def jobs(jobs: Conn) -> Conn:
     """The test's transaction with the substrate and the reaper enabled (rolled back after)."""
-    set_flag(db, SUBSTRATE, True)
-    set_flag(db, REAPER, True)
-    return db
+    set_flag(jobs, REAPER, True)
+    return jobs
 
 
 @pytest.fixture
@@ -1049,24 +1046,19 @@ def test_fail_transient_keeps_its_phase_1_grants(db: Conn) -> None:
     assert grants == {"conveyor_worker": True, "conveyor_admin": True, "conveyor_reader": False}
 
 
-def _apply(conn: Conn, number: int) -> runner.ApplyResult:
-    runner.ratify(conn, number, "tests")
-    return runner.apply(conn, number, "tests")
-
-
 def test_up_down_up_restores_phase_1_exactly_and_reapplies_the_same_catalog(
     empty_dsn: str,
 ) -> None:
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        _apply(conn, 0)
-        _apply(conn, 1)
+        apply_phase(conn, 0)
+        apply_phase(conn, 1)
         before = fingerprint.catalog_fingerprint(conn)
-        _apply(conn, 2)
+        apply_phase(conn, 2)
         applied = fingerprint.catalog_fingerprint(conn)
 
         runner.rollback(conn, 2, "tests")
         after_down = fingerprint.catalog_fingerprint(conn)
-        again = _apply(conn, 2)
+        again = apply_phase(conn, 2)
 
         assert fingerprint.describe_difference(before, after_down) == []
         assert fingerprint.describe_difference(applied, fingerprint.catalog_fingerprint(conn)) == []

@@ -10,7 +10,6 @@ functions (reaper, replay, prune) exist to be denied.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import psycopg
@@ -19,7 +18,7 @@ from psycopg import errors, sql
 from psycopg.types.json import Jsonb
 
 from conveyor.phases import runner
-from helpers import scalar, set_flag
+from helpers import apply_phase, apply_phases, scalar, unique
 
 Conn = psycopg.Connection[Any]
 
@@ -131,26 +130,10 @@ READER_GUARDS = {
 def phase2(dsn: str) -> None:
     """Apply phase 2 to this module's database (phases 0 and 1 come from the template)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        runner.ratify(conn, 2, "tests")
-        result = runner.apply(conn, 2, "tests")
-    gate = result.gate
-    assert result.already_applied or (gate is not None and gate.passed), (
-        gate.failures if gate else "no gate run"
-    )
-
-
-@pytest.fixture
-def jobs(db: Conn) -> Conn:
-    """The `db` transaction with the substrate on (set by the superuser, before any SET ROLE)."""
-    set_flag(db, SUBSTRATE, True)
-    return db
+        apply_phases(conn, (2,))
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
 def as_role(conn: Conn, role: str) -> None:
@@ -643,8 +626,7 @@ def test_phase_0_sets_the_role_guards_for_its_database_and_its_rollback_resets_t
 ) -> None:
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
         database = scalar(conn, "SELECT current_database()")
-        runner.ratify(conn, 0, "tests")
-        applied = runner.apply(conn, 0, "tests")
+        applied = apply_phase(conn, 0)
         after_apply = (role_settings(conn, WORKER, database), role_settings(conn, READER, database))
         runner.rollback(conn, 0, "tests")
         after_rollback = (

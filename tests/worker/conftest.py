@@ -3,10 +3,7 @@ applied and the job substrate and lease reaper switched on."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,35 +11,20 @@ from typing import Any
 import psycopg
 import pytest
 
-from conveyor.phases import runner
-
-APPS = Path(__file__).parent.parent / "apps"
+from helpers import conveyor_processes, prepare_worker_database, unique
 
 
 @pytest.fixture(scope="module")
 def worker_dsn(dsn: str) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for number in (2, 3, 4):
-            runner.ratify(conn, number, "tests")
-            runner.apply(conn, number, "tests")
-        conn.execute(
-            "UPDATE conveyor.dot_config SET value = 'true'"
-            " WHERE key IN ('queue.job_substrate.enabled', 'queue.lease_reaper.enabled')"
-        )
-        conn.execute(
-            "UPDATE conveyor.dot_config SET value = '0' WHERE key = 'queue.retry.base_seconds'"
-        )
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS public.test_effect"
-            " (id bigserial PRIMARY KEY, job_id bigint NOT NULL, seq integer)"
-        )
+        prepare_worker_database(conn, (2, 3, 4), "test_effect")
     return dsn
 
 
 @pytest.fixture
 def queue() -> str:
     """A queue name of this test's own, so committed jobs of other tests never mix in."""
-    return f"q{uuid.uuid4().hex[:10]}"
+    return unique("q")
 
 
 @pytest.fixture
@@ -58,7 +40,7 @@ def start_worker(
     worker_dsn: str, tmp_path: Path
 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start `conveyor worker --app workerapp:registry ARGS…` as a subprocess."""
-    yield from _starter(
+    yield from conveyor_processes(
         worker_dsn,
         tmp_path,
         [
@@ -74,38 +56,21 @@ def start_worker(
 
 
 @pytest.fixture
+def start_quiet_worker(
+    worker_dsn: str, tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """`start_worker` at the default log level (WARNING), as a user runs it."""
+    yield from conveyor_processes(
+        worker_dsn,
+        tmp_path,
+        ["worker", "--app", "workerapp:registry", "--poll-interval", "0.05"],
+        verbose=False,
+    )
+
+
+@pytest.fixture
 def start_orchestrator(
     worker_dsn: str, tmp_path: Path
 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start `conveyor orchestrator ARGS…` as a subprocess."""
-    yield from _starter(worker_dsn, tmp_path, ["orchestrator"])
-
-
-def _starter(
-    dsn: str, tmp_path: Path, base: list[str]
-) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str) -> subprocess.Popen[bytes]:
-        env = {
-            **os.environ,
-            "CONVEYOR_DATABASE_URL": dsn,
-            "PYTHONPATH": os.pathsep.join([str(APPS), os.environ.get("PYTHONPATH", "")]),
-        }
-        log_path = tmp_path / f"{base[0]}{len(started)}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "conveyor", "-v", *base, *args],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        process.log_path = log_path  # type: ignore[attr-defined]
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
+    yield from conveyor_processes(worker_dsn, tmp_path, ["orchestrator"])

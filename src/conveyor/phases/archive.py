@@ -34,6 +34,21 @@ SELECT co.conrelid::regclass::text, co.confrelid::regclass::text
 """
 
 
+def write(conn: Conn, phase: int, title: str, tables: list[str], path: Path) -> None:
+    """Write the rows of *tables* to *path* as a psql script (atomically: temp file, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".partial")
+    try:
+        with tmp.open("w", encoding="utf-8") as out:
+            write_header(out, phase, title, path.name)
+            for table in parents_first(conn, tables):
+                write_table(conn, table, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
+
+
 def parents_first(conn: Conn, tables: list[str]) -> list[str]:
     """*tables* ordered so every table comes after the tables its foreign keys point to."""
     edges = conn.execute(_REFERENCES, {"tables": tables}).fetchall()

@@ -83,18 +83,3 @@ def get(number: int) -> Phase:
 def dependents(number: int) -> list[Phase]:
     """Phases that depend directly on phase *number*."""
     return [phase for phase in PHASES if number in phase.depends_on]
-
-
-def closure(number: int) -> list[Phase]:
-    """Phase *number* and everything it depends on, in apply order."""
-    ordered: list[Phase] = []
-
-    def visit(n: int) -> None:
-        phase = get(n)
-        for dependency in phase.depends_on:
-            visit(dependency)
-        if phase not in ordered:
-            ordered.append(phase)
-
-    visit(number)
-    return ordered
