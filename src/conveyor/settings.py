@@ -26,7 +26,6 @@ class Settings:
 
     database_url: str | None
     data_dir: Path | None = None
-    application_name: str = "conveyor"
     url_source: str = "CONVEYOR_DATABASE_URL"
 
     @property

@@ -104,7 +104,12 @@ REPLAY_SQL: LiteralString = """
 @click.argument("dead_letter_id", type=int, required=False)
 @click.option("--kind", default=None, help="Replay every open dead letter of this kind.")
 @click.option("--queue", default=None, help="… or of this queue.")
-@click.option("--limit", type=click.IntRange(1, 100000), default=100, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="At most this many (the database's default when left out).",
+)
 @click.option("--by", default=None, help="Who replays (recorded).")
 @click.pass_context
 def dlq_replay(
@@ -112,7 +117,7 @@ def dlq_replay(
     dead_letter_id: int | None,
     kind: str | None,
     queue: str | None,
-    limit: int,
+    limit: int | None,
     by: str | None,
 ) -> None:
     """Put dead-lettered jobs back in the queue with attempts = 0."""

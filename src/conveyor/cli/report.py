@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import click
 from rich.markup import escape
 from rich.table import Table
 
 from conveyor.cli.context import connection, console
 from conveyor.phases import catalog, runner
+from conveyor.phases.report import summary
 from conveyor.phases.runner import ReportObject
 
 
@@ -17,9 +16,7 @@ def report_tables(objects: dict[int, list[ReportObject]]) -> list[Table]:
     """One table per phase with its objects; counts by kind in the title."""
     tables: list[Table] = []
     for number, items in sorted(objects.items()):
-        counts = Counter(item.kind for item in items)
-        summary = ", ".join(f"{n} {kind}s" for kind, n in sorted(counts.items()))
-        table = Table(title=f"phase {number} {catalog.get(number).title}: {summary}")
+        table = Table(title=f"phase {number} {catalog.get(number).title}: {summary(items)}")
         table.add_column("kind")
         table.add_column("name")
         table.add_column("rows", justify="right")

@@ -28,9 +28,14 @@ def load_app(spec: str) -> handlers.Registry:
 )
 @click.option("--concurrency", type=click.IntRange(1, 1000), default=10, show_default=True)
 @click.option(
-    "--batch", type=click.IntRange(1, 1000), default=None, help="Claim batch (default: free slots)."
+    "--batch", type=click.IntRange(min=1), default=None, help="Claim batch (default: free slots)."
 )
-@click.option("--lease-seconds", type=click.IntRange(3, 86400), default=30, show_default=True)
+@click.option(
+    "--lease-seconds",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Lease length (default: the database's queue.lease.default_seconds).",
+)
 @click.option("--poll-interval", type=click.FloatRange(0.01, 60), default=0.5, show_default=True)
 @click.option("--grace-period", type=click.FloatRange(0, 3600), default=30.0, show_default=True)
 @click.option("--summary-every", type=click.FloatRange(1, 86400), default=60.0, show_default=True)
@@ -47,7 +52,7 @@ def worker(
     queues: tuple[str, ...],
     concurrency: int,
     batch: int | None,
-    lease_seconds: int,
+    lease_seconds: int | None,
     poll_interval: float,
     grace_period: float,
     summary_every: float,
