@@ -46,6 +46,7 @@ class _Run:
     verbose: bool
     by_hand: int = 0
     by_worker: int = 0
+    pilot: str | None = None  # the pilot record's journey, when phase 5 is applied
     alerts: list[str] = field(default_factory=list)
     zones: list[str] = field(default_factory=list)
     first_alert: int = 0  # alerts with a larger id are this run's
@@ -104,6 +105,22 @@ def _run_jobs_by_hand(conn: psycopg.Connection[Any], run: _Run) -> None:
     )
     if run.verbose:
         console.print(table)
+
+
+def _run_the_pilot(conn: psycopg.Connection[Any], url: str, run: _Run) -> None:
+    """Phase 5: one staging record marked and approved; CUT, VERIFY, CLEANUP run by themselves."""
+    from conveyor import pilot
+
+    record = pilot.demo_one(conn, url)
+    run.pilot = (
+        f"record {record.id} ({record.collection}/{record.record_key}) marked, approved → "
+        f"{record.status}"
+    )
+    console.print(
+        f"pilot: {run.pilot} by a pilot worker through outbox → registry → queue; the operator "
+        f"never touched CUT (`conveyor staging show {record.id}`)",
+        markup=False,
+    )
 
 
 def _count(conn: psycopg.Connection[Any], sql: Any, params: Any = None) -> int:
@@ -220,6 +237,8 @@ def _summary(run: _Run, not_fresh: list[str] | None) -> None:
         f"ran: {run.by_hand} jobs by hand through the SQL functions"
         + (f", {run.by_worker} by a real worker process" if not_fresh is not None else "")
     )
+    if run.pilot is not None:
+        console.print(f"pilot: {run.pilot}", markup=False)
     if not_fresh is not None:
         console.print(
             f"alarm: {WORKER} was killed → silent → watchdog alert "
@@ -258,6 +277,8 @@ def demo(ctx: click.Context, verbose: bool) -> None:
         _apply_phases(conn, run)
         _set(conn, "queue.job_substrate.enabled", "true")
         _run_jobs_by_hand(conn, run)
+        if 5 in runner.applied_phases(conn):
+            _run_the_pilot(conn, url, run)
         if 3 in runner.applied_phases(conn):
             _set(conn, "queue.lease_reaper.enabled", "true")
             _run_and_kill_a_worker(conn, url, run)
