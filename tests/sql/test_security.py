@@ -388,7 +388,11 @@ def test_a_worker_cannot_enable_its_own_phase(db: Conn) -> None:
     refusal = answer(db, "SELECT fn_job_enqueue(kind => 'sec.echo')")
     back_to_superuser(db)
     assert sqlstates == ["42501"] * len(attempts)
-    assert refusal == {"refused": True, "reason": "job_substrate_disabled"}
+    assert refusal == {
+        "refused": True,
+        "reason": "job_substrate_disabled",
+        "flag": "queue.job_substrate.enabled",
+    }
     assert scalar(db, "SELECT fn_config_enabled(%s)", (SUBSTRATE,)) is False
 
 
@@ -631,7 +635,17 @@ def test_temp_objects_of_a_worker_cannot_switch_its_phase_on(db: Conn) -> None:
     ]
 
     back_to_superuser(db)
-    assert refusals == [{"refused": True, "reason": "job_substrate_disabled"}] * 2
+    assert (
+        refusals
+        == [
+            {
+                "refused": True,
+                "reason": "job_substrate_disabled",
+                "flag": "queue.job_substrate.enabled",
+            }
+        ]
+        * 2
+    )
     assert scalar(db, "SELECT count(*) FROM conveyor.job_queue WHERE kind = 'sec.real'") == 0
 
 

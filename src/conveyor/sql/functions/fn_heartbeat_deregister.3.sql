@@ -21,7 +21,7 @@ DECLARE
     v_at  timestamptz;
 BEGIN
     IF NOT fn_config_enabled('queue.heartbeat.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'heartbeat_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'heartbeat_disabled', 'flag', 'queue.heartbeat.enabled');
     END IF;
     PERFORM fn_heartbeat__component('fn_heartbeat_deregister', fn_heartbeat_deregister.component);
 

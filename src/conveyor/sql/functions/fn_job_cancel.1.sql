@@ -14,7 +14,7 @@ DECLARE
     v_status text;
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled', 'flag', 'queue.job_substrate.enabled');
     END IF;
     IF fn_job_cancel.job_id IS NULL THEN
         RAISE EXCEPTION 'fn_job_cancel: job_id is required'

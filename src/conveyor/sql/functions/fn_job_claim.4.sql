@@ -40,7 +40,7 @@ DECLARE
     v_prefix text[];
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled', 'flag', 'queue.job_substrate.enabled');
     END IF;
 
     IF fn_job_claim.worker IS NULL OR fn_job_claim.worker = '' OR octet_length(fn_job_claim.worker) > 255 THEN

@@ -15,7 +15,7 @@ DECLARE
     v_done   bigint;
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled', 'flag', 'queue.job_substrate.enabled');
     END IF;
     IF fn_job_complete_many.job_ids IS NULL OR fn_job_complete_many.lease_tokens IS NULL
        OR cardinality(fn_job_complete_many.job_ids) <> cardinality(fn_job_complete_many.lease_tokens)

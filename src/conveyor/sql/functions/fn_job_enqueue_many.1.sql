@@ -33,7 +33,7 @@ DECLARE
     v_resolved   boolean;
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled', 'flag', 'queue.job_substrate.enabled');
     END IF;
 
     IF fn_job_enqueue_many.jobs IS NULL OR jsonb_typeof(fn_job_enqueue_many.jobs) <> 'array' THEN

@@ -17,7 +17,7 @@ DECLARE
     v_cancel_requested boolean;
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled', 'flag', 'queue.job_substrate.enabled');
     END IF;
     IF fn_job_extend_lease.job_id IS NULL OR fn_job_extend_lease.lease_token IS NULL THEN
         RAISE EXCEPTION 'fn_job_extend_lease: job_id and lease_token are required'

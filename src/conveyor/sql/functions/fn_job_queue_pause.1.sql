@@ -14,7 +14,7 @@ DECLARE
     v_paused jsonb;
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled', 'flag', 'queue.job_substrate.enabled');
     END IF;
     IF fn_job_queue_pause.queue IS NULL OR fn_job_queue_pause.queue !~ '^[a-z0-9][a-z0-9_.-]*$'
        OR octet_length(fn_job_queue_pause.queue) > 63 THEN
@@ -56,7 +56,7 @@ DECLARE
     v_paused jsonb;
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled', 'flag', 'queue.job_substrate.enabled');
     END IF;
     IF fn_job_queue_resume.queue IS NULL THEN
         RAISE EXCEPTION 'fn_job_queue_resume: queue is required'

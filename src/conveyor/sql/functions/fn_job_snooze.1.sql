@@ -12,7 +12,7 @@ SET search_path = pg_catalog, conveyor, pg_temp
 AS $$
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled', 'flag', 'queue.job_substrate.enabled');
     END IF;
     IF fn_job_snooze.job_id IS NULL OR fn_job_snooze.lease_token IS NULL THEN
         RAISE EXCEPTION 'fn_job_snooze: job_id and lease_token are required'

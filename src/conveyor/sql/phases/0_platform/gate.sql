@@ -349,7 +349,8 @@ BEGIN
             AND v_first @> '{"ok": true, "created": 1}'
             AND v_second @> '{"ok": true, "created": 0, "already": 1}'
             AND v_direct @> '{"ok": true, "already": true}'
-            AND v_disabled = '{"refused": true, "reason": "auto_instantiate_legacy_disabled"}',
+            AND v_disabled = '{"refused": true, "reason": "auto_instantiate_legacy_disabled",
+                             "flag": "iu.auto_instantiate.legacy_enabled"}',
             format('instances %s; first run %s; second run %s; flag off %s',
                    v_count, v_first, v_second, v_disabled));
 EXCEPTION WHEN OTHERS THEN

@@ -6,7 +6,8 @@
 --      conveyor_meta.fn_outbox_snapshot() recorded them then (conveyor_meta.phase_snapshot,
 --      phase 1, kind 'outbox'); events emitted since are new rows, not changes;
 --   3. fn_job_enqueue with queue.job_substrate.enabled = false answers exactly
---      {"refused": true, "reason": "job_substrate_disabled"} and writes nothing;
+--      {"refused": true, "reason": "job_substrate_disabled", "flag": "queue.job_substrate.enabled"}
+--      and writes nothing;
 --   4. v_job_queue_backlog agrees with job_queue (on a freshly applied phase: no rows);
 --   5. the runner's ledger (conveyor_meta.phase_object) lists the new tables and functions.
 -- A gate is the phase's health check: it passes on any healthy database, whatever later phases
@@ -113,7 +114,8 @@ BEGIN
       INTO v_written;
     INSERT INTO pg_temp.gate_result (item, passed, detail)
     VALUES (v_item,
-            v_answer - 'flag' = '{"refused": true, "reason": "job_substrate_disabled"}'
+            v_answer = '{"refused": true, "reason": "job_substrate_disabled",
+                         "flag": "queue.job_substrate.enabled"}'
             AND v_written = 0 AND v_flag IS NOT NULL,
             format('answer %s; rows written %s; flag as set: %s', v_answer, v_written,
                    coalesce(v_flag::text, 'missing (data.up.sql not applied?)')));

@@ -155,7 +155,8 @@ BEGIN
     INSERT INTO pg_temp.gate_result (item, passed, detail)
     VALUES (v_item,
             v_legacy @> '{"ok": true, "read": 1, "created": 1}'
-            AND v_refused = '{"refused": true, "reason": "auto_instantiate_legacy_disabled"}'
+            AND v_refused = '{"refused": true, "reason": "auto_instantiate_legacy_disabled",
+                             "flag": "iu.auto_instantiate.legacy_enabled"}'
             AND v_dispatch @> '{"ok": true, "read": 1, "matched": 1, "called": 1, "failed": 0}'
             AND v_row_l IS NOT NULL AND v_row_d IS NOT NULL AND v_diff IS NULL
             AND v_delivery = 'legacy.auto_instantiate called',
