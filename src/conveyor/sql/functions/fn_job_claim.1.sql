@@ -30,7 +30,8 @@ DECLARE
     v_jobs   jsonb;
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled', 'flag', 'queue.job_substrate.enabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled',
+                                  'flag', 'queue.job_substrate.enabled');
     END IF;
 
     IF fn_job_claim.worker IS NULL OR fn_job_claim.worker = '' OR octet_length(fn_job_claim.worker) > 255 THEN
@@ -140,4 +141,5 @@ COMMENT ON FUNCTION conveyor.fn_job_claim(text, text[], text[], integer, integer
     '{"ok":true,"jobs":[{"job_id","queue","kind","payload","priority","attempts","max_attempts",'
     '"lease_token","lease_expires_at","run_at","created_at"}, …]} ordered by priority DESC, run_at, '
     'id; jobs is [] when nothing is ready. Refuses job_substrate_disabled while '
-    'queue.job_substrate.enabled is false.';
+    'queue.job_substrate.enabled is false. '
+    'Example: SELECT conveyor.fn_job_claim(''host1:4242'', queues => ARRAY[''email''], batch => 10)';

@@ -40,7 +40,8 @@ DECLARE
     v_prefix text[];
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled', 'flag', 'queue.job_substrate.enabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled',
+                                  'flag', 'queue.job_substrate.enabled');
     END IF;
 
     IF fn_job_claim.worker IS NULL OR fn_job_claim.worker = '' OR octet_length(fn_job_claim.worker) > 255 THEN
@@ -173,4 +174,5 @@ COMMENT ON FUNCTION conveyor.fn_job_claim(text, text[], text[], integer, integer
     'id; jobs is [] when nothing is ready. executor (phase 4, an executor_kind; NULL = any kind): '
     'only kinds it is subscribed to in job_subscription; with no subscription '
     '{"ok":true,"jobs":[],"subscribed":false}; unknown executor → SQLSTATE 22023. Refuses '
-    'job_substrate_disabled while queue.job_substrate.enabled is false.';
+    'job_substrate_disabled while queue.job_substrate.enabled is false. '
+    'Example: SELECT conveyor.fn_job_claim(''host1:4242'', queues => ARRAY[''email''], batch => 10)';

@@ -186,6 +186,7 @@ GRANT ALL ON TABLE conveyor.job_queue, conveyor.job_dead_letter TO conveyor_admi
 \ir ../../functions/fn_job_cancel.1.sql
 \ir ../../functions/fn_job_cancel_ack.1.sql
 \ir ../../functions/fn_job_queue_pause.1.sql
+\ir ../../functions/fn_job_queue_resume.1.sql
 
 -- ---------------------------------------------------------------------------------------------
 -- Views: observability without payloads (payloads may hold personal data).
