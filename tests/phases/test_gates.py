@@ -4,6 +4,9 @@ Also: every phase goes up → gate → down → catalog identical → up again."
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -117,6 +120,31 @@ def test_each_gate_passes_with_all_phases_applied_and_traffic_in_the_database(
     with psycopg.connect(busy_dsn, autocommit=True) as conn:
         result = runner.verify(conn, phase.number, "tests")
     assert result.failures == [], result.failures
+
+
+def _url(conninfo: str) -> str:
+    """A postgresql:// URL for the CLI, from a libpq key=value string."""
+    p = conninfo_to_dict(conninfo)
+    password = f":{p['password']}" if p.get("password") else ""
+    return f"postgresql://{p['user']}{password}@{p['host']}:{p['port']}/{p['dbname']}"
+
+
+def test_conveyor_phase_verify_exits_0_for_every_phase_on_a_busy_database(busy_dsn: str) -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"CONVEYOR_DATABASE_URL", "DATABASE_URL", "CONVEYOR_TEST_DATABASE_URL"}
+    }
+    env["CONVEYOR_DATABASE_URL"] = _url(busy_dsn)
+    for phase in IMPLEMENTED:
+        result = subprocess.run(
+            [sys.executable, "-m", "conveyor", "phase", "verify", str(phase.number)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, (phase.number, result.stdout, result.stderr)
 
 
 def test_running_every_gate_leaves_the_traffic_as_it_was(busy_dsn: str) -> None:
