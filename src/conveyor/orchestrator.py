@@ -168,7 +168,7 @@ class Orchestrator:
 
         def still_leader() -> bool:
             row = conn.execute(CHECK_SQL, (self.name, term)).fetchone()
-            return bool(row and row[0])
+            return bool(row and row[0]["leader"])
 
         steps = tick.run(conn, applied, still_leader)
         return RoundReport(True, term, self.name, steps)

@@ -44,14 +44,12 @@ def test_verify_exits_1_and_lists_the_failed_checks(empty_dsn: str) -> None:
         conveyor("phase", "ratify", number, "--by", "t", url=empty_dsn)
         assert conveyor("phase", "apply", number, url=empty_dsn).returncode == 0
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        conn.execute(
-            "UPDATE conveyor.dot_config SET value = 'true'"
-            " WHERE key = 'queue.job_substrate.enabled'"
-        )
-        conn.execute("SELECT conveyor.fn_job_enqueue(kind => 'left.behind')")
+        # A broken phase 1 (live jobs are healthy: a gate is re-runnable on a busy database).
+        conn.execute("DROP INDEX conveyor.job_queue_claim_idx")
     result = conveyor("phase", "verify", "1", url=empty_dsn)
     assert result.returncode == 1
     assert "gate failed" in result.stderr
+    assert "job_queue_claim_idx" in result.stdout + result.stderr
 
 
 def test_plan_shows_the_sql_and_leaves_the_database_unchanged(empty_dsn: str) -> None:

@@ -131,7 +131,11 @@ def test_dispatch_is_refused_while_the_flag_is_off_and_changes_nothing(db: Conn)
 
     answer = dispatch(db)
 
-    assert answer == {"refused": True, "reason": "dispatch_disabled"}
+    assert answer == {
+        "refused": True,
+        "reason": "dispatch_disabled",
+        "flag": "queue.dispatch.enabled",
+    }
     assert scalar(db, "SELECT last_id FROM event_outbox_cursor WHERE consumer = 'dispatch'") == (
         before
     )
@@ -142,7 +146,11 @@ def test_dispatch_refuses_while_an_enqueue_consumer_needs_the_disabled_substrate
     set_flag(db, SUBSTRATE, False)
     enqueuer(db)
 
-    assert dispatch(db) == {"refused": True, "reason": "job_substrate_disabled"}
+    assert dispatch(db) == {
+        "refused": True,
+        "reason": "job_substrate_disabled",
+        "flag": "queue.job_substrate.enabled",
+    }
 
 
 def test_applying_phase_4_hands_the_legacy_path_over_to_dispatch(db: Conn) -> None:
@@ -154,7 +162,11 @@ def test_applying_phase_4_hands_the_legacy_path_over_to_dispatch(db: Conn) -> No
     legacy = scalar(db, "SELECT fn_iu_auto_instantiate_run()")
 
     assert row == ("call_function", "fn_iu_auto_instantiate_from_event(bigint)", True)
-    assert legacy == {"refused": True, "reason": "auto_instantiate_legacy_disabled"}
+    assert legacy == {
+        "refused": True,
+        "reason": "auto_instantiate_legacy_disabled",
+        "flag": "iu.auto_instantiate.legacy_enabled",
+    }
     assert scalar(db, "SELECT fn_config_get(%s)", (DISPATCH,)) is False
 
 

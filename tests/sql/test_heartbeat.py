@@ -277,7 +277,7 @@ def test_registering_again_after_a_deregistration_brings_the_component_back(db: 
 def test_heartbeat_functions_refuse_while_heartbeats_are_disabled(db: Conn) -> None:
     name = unique("w-")
     set_flag(db, HEARTBEAT, False)
-    refusal = {"refused": True, "reason": "heartbeat_disabled"}
+    refusal = {"refused": True, "reason": "heartbeat_disabled", "flag": "queue.heartbeat.enabled"}
 
     assert register(db, name) == refusal
     assert beat(db, name) == refusal

@@ -23,7 +23,11 @@ Connect = Callable[..., psycopg.Connection[Any]]
 Conn = psycopg.Connection[Any]
 
 FLAG = "queue.job_substrate.enabled"
-DISABLED = {"refused": True, "reason": "job_substrate_disabled"}
+DISABLED = {
+    "refused": True,
+    "reason": "job_substrate_disabled",
+    "flag": "queue.job_substrate.enabled",
+}
 
 # The arguments fn_job_enqueue takes; helpers below build calls from these names only.
 ENQUEUE_ARGS = ("kind", "payload", "queue", "priority", "run_at", "idempotency_key", "max_attempts")

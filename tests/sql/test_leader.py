@@ -53,10 +53,14 @@ def acquire(conn: Conn, candidate: str, lease_seconds: int | None = None) -> dic
     )
 
 
-def check(conn: Conn, candidate: str, term: int) -> bool:
-    return bool(
+def check_answer(conn: Conn, candidate: str, term: int) -> dict[str, Any]:
+    return dict(
         scalar(conn, "SELECT fn_orchestrator_check(candidate => %s, term => %s)", (candidate, term))
     )
+
+
+def check(conn: Conn, candidate: str, term: int) -> bool:
+    return bool(check_answer(conn, candidate, term)["leader"])
 
 
 def resign(conn: Conn, candidate: str, term: int) -> dict[str, Any]:
@@ -153,6 +157,29 @@ def test_only_the_holder_of_the_term_can_resign(fresh: Conn) -> None:
     assert resign(fresh, "b", term)["resigned"] is False
     assert resign(fresh, "a", term + 1)["resigned"] is False
     assert check(fresh, "a", term) is True
+
+
+def test_a_failed_check_says_why_the_candidate_is_no_longer_leader(fresh: Conn) -> None:
+    first = acquire(fresh, "a")
+    assert check_answer(fresh, "a", 1) == {
+        "ok": True,
+        "leader": True,
+        "term": 1,
+        "expires_at": first["expires_at"],
+    }
+    assert check_answer(fresh, "b", 1)["reason"] == "not_holder"
+    expire(fresh)
+    assert check_answer(fresh, "a", 1)["reason"] == "lease_expired"
+    acquire(fresh, "b")
+    assert check_answer(fresh, "a", 1) == {
+        "ok": True,
+        "leader": False,
+        "reason": "deposed",
+        "term": 2,
+        "holder": "b",
+    }
+    resign(fresh, "b", 2)
+    assert check_answer(fresh, "b", 2)["reason"] == "resigned"
 
 
 def test_the_lease_defaults_to_the_configured_seconds(fresh: Conn) -> None:

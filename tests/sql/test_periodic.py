@@ -253,7 +253,11 @@ def test_enqueue_due_refuses_while_the_job_substrate_is_disabled(db: Conn) -> No
     register(db, name, "* * * * *")
     set_last_slot(db, name, "now() - interval '1 hour'")
 
-    assert enqueue_due(db) == {"refused": True, "reason": "job_substrate_disabled"}
+    assert enqueue_due(db) == {
+        "refused": True,
+        "reason": "job_substrate_disabled",
+        "flag": "queue.job_substrate.enabled",
+    }
     assert keys(db, name) == []
 
 

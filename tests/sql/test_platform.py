@@ -874,7 +874,11 @@ def test_legacy_run_is_refused_and_changes_nothing_while_its_flag_is_off(db) -> 
 
     answer = scalar(db, "SELECT fn_iu_auto_instantiate_run()")
 
-    assert answer == {"refused": True, "reason": "auto_instantiate_legacy_disabled"}
+    assert answer == {
+        "refused": True,
+        "reason": "auto_instantiate_legacy_disabled",
+        "flag": "iu.auto_instantiate.legacy_enabled",
+    }
     assert cursor(db, "legacy.auto_instantiate") == before
 
 

@@ -433,14 +433,22 @@ def test_reaper_refuses_while_its_flag_is_off_and_changes_nothing(jobs: Conn) ->
     expire_leases(jobs, queue)
     before = job_row(jobs, job_id)
 
-    assert reap(jobs) == {"refused": True, "reason": "lease_reaper_disabled"}
+    assert reap(jobs) == {
+        "refused": True,
+        "reason": "lease_reaper_disabled",
+        "flag": "queue.lease_reaper.enabled",
+    }
     assert job_row(jobs, job_id) == before
 
 
 def test_reaper_refuses_while_the_job_substrate_is_off(jobs: Conn) -> None:
     set_flag(jobs, SUBSTRATE, False)
 
-    assert reap(jobs) == {"refused": True, "reason": "job_substrate_disabled"}
+    assert reap(jobs) == {
+        "refused": True,
+        "reason": "job_substrate_disabled",
+        "flag": "queue.job_substrate.enabled",
+    }
 
 
 def test_reaper_requeues_an_expired_job_keeping_its_attempt_and_clearing_the_lease(
@@ -723,6 +731,7 @@ def test_replay_refuses_while_the_job_substrate_is_off(jobs: Conn) -> None:
     assert replay(jobs, dead_letter_id=dead_letter_id) == {
         "refused": True,
         "reason": "job_substrate_disabled",
+        "flag": "queue.job_substrate.enabled",
     }
     assert dead_letter_row(jobs, dead_letter_id)["resolved_at"] is None  # type: ignore[index]
 
@@ -987,7 +996,11 @@ def test_prune_deletes_in_batches_and_reports_more_until_done(jobs: Conn) -> Non
 def test_prune_refuses_while_the_job_substrate_is_off(jobs: Conn) -> None:
     set_flag(jobs, SUBSTRATE, False)
 
-    assert prune(jobs) == {"refused": True, "reason": "job_substrate_disabled"}
+    assert prune(jobs) == {
+        "refused": True,
+        "reason": "job_substrate_disabled",
+        "flag": "queue.job_substrate.enabled",
+    }
 
 
 def test_prune_rejects_a_batch_out_of_range(jobs: Conn) -> None:

@@ -52,7 +52,11 @@ PHASE_0_2_FUNCTIONS = frozenset(
         "conveyor.fn_job__config_number(text,numeric)",
         "conveyor.fn_job__enqueue_problem(text,jsonb,text,numeric,timestamp with time zone,"
         "text,numeric,integer,integer)",
+        "conveyor.fn_job__attempt_limit(integer,jsonb,jsonb)",
         "conveyor.fn_job__max_attempts(text,integer)",
+        "conveyor.fn_job__claim_validate(text,text[],text[],integer,integer)",
+        "conveyor.fn_job__claim_rows(text,text[],text[],integer,integer,text[],text[])",
+        "conveyor.fn_outbox__append(text,jsonb,text)",
         "conveyor.fn_job__dead_letter(bigint,uuid,text,text)",
         "conveyor.fn_job_enqueue(text,jsonb,text,integer,timestamp with time zone,text,integer)",
         "conveyor.fn_job_enqueue_many(jsonb)",
@@ -343,6 +347,10 @@ FORBIDDEN_TO_WORKER = [
     "SELECT conveyor.fn_job__max_attempts('k', NULL)",
     "SELECT conveyor.fn_job__dead_letter(1, gen_random_uuid(), 'permanent_failure', NULL)",
     "SELECT conveyor.fn_job__retry_seconds(1)",
+    "SELECT conveyor.fn_job__attempt_limit(NULL, NULL, NULL)",
+    "SELECT conveyor.fn_job__claim_validate('w', ARRAY['default'], NULL, 1, NULL)",
+    "SELECT conveyor.fn_job__claim_rows('w', ARRAY['default'], NULL, 1, 60, NULL, NULL)",
+    "SELECT conveyor.fn_outbox__append('staging.record_marked', '{}', NULL)",
     "SELECT iu_core.fn_iu_op_emit('mark', 1, 'c', 'k', 'a')",
     "SELECT iu_core.fn_iu_op_transition(1, 'a', 'approve')",
 ]
@@ -371,7 +379,11 @@ def test_a_worker_cannot_enable_its_own_phase(db: Conn) -> None:
     refusal = answer(db, "SELECT fn_job_enqueue(kind => 'sec.echo')")
     back_to_superuser(db)
     assert sqlstates == ["42501"] * len(attempts)
-    assert refusal == {"refused": True, "reason": "job_substrate_disabled"}
+    assert refusal == {
+        "refused": True,
+        "reason": "job_substrate_disabled",
+        "flag": "queue.job_substrate.enabled",
+    }
     assert scalar(db, "SELECT fn_config_enabled(%s)", (SUBSTRATE,)) is False
 
 
@@ -614,7 +626,17 @@ def test_temp_objects_of_a_worker_cannot_switch_its_phase_on(db: Conn) -> None:
     ]
 
     back_to_superuser(db)
-    assert refusals == [{"refused": True, "reason": "job_substrate_disabled"}] * 2
+    assert (
+        refusals
+        == [
+            {
+                "refused": True,
+                "reason": "job_substrate_disabled",
+                "flag": "queue.job_substrate.enabled",
+            }
+        ]
+        * 2
+    )
     assert scalar(db, "SELECT count(*) FROM conveyor.job_queue WHERE kind = 'sec.real'") == 0
 
 

@@ -58,7 +58,8 @@ DECLARE
     v_message   text;
 BEGIN
     IF NOT fn_config_enabled('queue.dispatch.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'dispatch_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'dispatch_disabled',
+                                  'flag', 'queue.dispatch.enabled');
     END IF;
     IF v_batch NOT BETWEEN 1 AND 10000 THEN
         RAISE EXCEPTION 'fn_consumer_dispatch: batch is %; it must be from 1 to 10000', v_batch
@@ -68,7 +69,8 @@ BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled')
        AND EXISTS (SELECT 1 FROM consumer_registry AS cr
                     WHERE cr.enabled AND cr.action = 'enqueue_job') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled',
+                                  'flag', 'queue.job_substrate.enabled');
     END IF;
 
     INSERT INTO event_outbox_cursor AS c (consumer) VALUES (c_cursor)

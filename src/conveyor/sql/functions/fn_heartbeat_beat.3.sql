@@ -22,7 +22,8 @@ DECLARE
     v_epoch    uuid;
 BEGIN
     IF NOT fn_config_enabled('queue.heartbeat.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'heartbeat_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'heartbeat_disabled',
+                                  'flag', 'queue.heartbeat.enabled');
     END IF;
     PERFORM fn_heartbeat__component('fn_heartbeat_beat', fn_heartbeat_beat.component);
     IF fn_heartbeat_beat.metadata IS NOT NULL THEN
@@ -56,4 +57,4 @@ REVOKE ALL ON FUNCTION conveyor.fn_heartbeat_beat(text, uuid, jsonb) FROM PUBLIC
 GRANT EXECUTE ON FUNCTION conveyor.fn_heartbeat_beat(text, uuid, jsonb)
     TO conveyor_worker, conveyor_admin;
 COMMENT ON FUNCTION conveyor.fn_heartbeat_beat(text, uuid, jsonb) IS
-    'Beat: last_beat_at = clock_timestamp(). epoch (from fn_heartbeat_register) fences an old incarnation; metadata (optional) is merged in. Answer {ok, component, last_beat_at}; refusals heartbeat_disabled, not_registered (unknown or deregistered), epoch_superseded. Example: SELECT conveyor.fn_heartbeat_beat(''host1:4242'', ''<epoch>'')';
+    'Beat: last_beat_at = clock_timestamp(). epoch (from fn_heartbeat_register) fences an old incarnation; metadata (optional) is merged in. Answer {ok, component, last_beat_at}; refusals heartbeat_disabled, not_registered (unknown or deregistered), epoch_superseded. Example: SELECT conveyor.fn_heartbeat_beat(''host1:4242'', ''0b6f7a58-3c2e-4d8a-9f51-2f0c8e1d7a10'')';

@@ -21,7 +21,8 @@ DECLARE
     v_at  timestamptz;
 BEGIN
     IF NOT fn_config_enabled('queue.heartbeat.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'heartbeat_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'heartbeat_disabled',
+                                  'flag', 'queue.heartbeat.enabled');
     END IF;
     PERFORM fn_heartbeat__component('fn_heartbeat_deregister', fn_heartbeat_deregister.component);
 
@@ -54,4 +55,4 @@ REVOKE ALL ON FUNCTION conveyor.fn_heartbeat_deregister(text, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION conveyor.fn_heartbeat_deregister(text, uuid)
     TO conveyor_worker, conveyor_admin;
 COMMENT ON FUNCTION conveyor.fn_heartbeat_deregister(text, uuid) IS
-    'Graceful stop: deregistered_at = clock_timestamp(); the component leaves v_queue_health and is never reported silent (an open episode is closed by the next stale check). epoch fences an old incarnation; no epoch = operator removal. Answer {ok, component, deregistered_at, already}; refusals heartbeat_disabled, not_registered, epoch_superseded. Example: SELECT conveyor.fn_heartbeat_deregister(''host1:4242'', ''<epoch>'')';
+    'Graceful stop: deregistered_at = clock_timestamp(); the component leaves v_queue_health and is never reported silent (an open episode is closed by the next stale check). epoch fences an old incarnation; no epoch = operator removal. Answer {ok, component, deregistered_at, already}; refusals heartbeat_disabled, not_registered, epoch_superseded. Example: SELECT conveyor.fn_heartbeat_deregister(''host1:4242'', ''0b6f7a58-3c2e-4d8a-9f51-2f0c8e1d7a10'')';

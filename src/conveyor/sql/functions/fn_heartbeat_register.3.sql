@@ -22,7 +22,8 @@ DECLARE
     v_now      timestamptz := clock_timestamp();
 BEGIN
     IF NOT fn_config_enabled('queue.heartbeat.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'heartbeat_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'heartbeat_disabled',
+                                  'flag', 'queue.heartbeat.enabled');
     END IF;
     PERFORM fn_heartbeat__component('fn_heartbeat_register', fn_heartbeat_register.component);
     IF fn_heartbeat_register.component_kind IS NULL

@@ -30,7 +30,8 @@ DECLARE
     v_recovered text[] := '{}';
 BEGIN
     IF NOT fn_config_enabled('queue.heartbeat.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'heartbeat_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'heartbeat_disabled',
+                                  'flag', 'queue.heartbeat.enabled');
     END IF;
     v_default := greatest(fn_job__config_number('queue.heartbeat.stale_threshold_seconds', 300), 1);
 

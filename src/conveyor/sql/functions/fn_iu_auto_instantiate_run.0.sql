@@ -29,7 +29,8 @@ DECLARE
     v_last_id     bigint;
 BEGIN
     IF NOT conveyor.fn_config_enabled('iu.auto_instantiate.legacy_enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'auto_instantiate_legacy_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'auto_instantiate_legacy_disabled',
+                                  'flag', 'iu.auto_instantiate.legacy_enabled');
     END IF;
     IF v_batch < 1 OR v_batch > 10000 THEN
         RAISE EXCEPTION 'fn_iu_auto_instantiate_run: batch % is outside 1..10000', v_batch

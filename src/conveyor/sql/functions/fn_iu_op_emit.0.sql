@@ -35,4 +35,4 @@ END;
 $$;
 REVOKE ALL ON FUNCTION iu_core.fn_iu_op_emit(text, bigint, text, text, text) FROM PUBLIC;
 COMMENT ON FUNCTION iu_core.fn_iu_op_emit(text, bigint, text, text, text) IS
-    'Internal: emit the event of route iu_staging_record.<op> with payload {record_id, collection, record_key, actor}; NULL when the route is disabled or missing';
+    'Private: emit the event of route iu_staging_record.<op> with payload {record_id, collection, record_key, actor}; NULL when the route is disabled or missing';

@@ -93,4 +93,4 @@ END;
 $$;
 REVOKE ALL ON FUNCTION iu_core.fn_iu_op_transition(bigint, text, text, text) FROM PUBLIC;
 COMMENT ON FUNCTION iu_core.fn_iu_op_transition(bigint, text, text, text) IS
-    'Internal: move a staging record one step (approve, cut, verify_cut, cleanup), stamp it and emit the route''s event; behind fn_iu_op_approve/cut/verify_cut/cleanup';
+    'Private: move a staging record one step (approve, cut, verify_cut, cleanup), stamp it and emit the route''s event; behind fn_iu_op_approve/cut/verify_cut/cleanup';

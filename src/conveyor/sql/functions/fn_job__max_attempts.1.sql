@@ -1,7 +1,7 @@
--- fn_job__max_attempts: the attempt limit that applies to a job: its own max_attempts, else the
--- config queue.retry.max_attempts.<kind>, else queue.retry.max_attempts.default, else 5. A config
--- value counts only if it is a JSON number from 1 to 1000. fn_job_claim resolves the same rule
--- inline, set-wise (keep the two in step). Private: no EXECUTE grant.
+-- fn_job__max_attempts: the attempt limit that applies to one job: fn_job__attempt_limit (the
+-- rule) over the job's own max_attempts and its two settings read from dot_config. Used where
+-- one job is at hand (fn_job_fail_transient, fn_job_lease_reaper); fn_job_claim applies the same
+-- rule to a whole batch with a join. Private: no EXECUTE grant.
 CREATE OR REPLACE FUNCTION conveyor.fn_job__max_attempts(
     kind         text,
     max_attempts integer
@@ -16,12 +16,7 @@ BEGIN
     IF fn_job__max_attempts.max_attempts IS NOT NULL THEN
         RETURN fn_job__max_attempts.max_attempts;
     END IF;
-    SELECT coalesce(
-               CASE WHEN jsonb_typeof(kind_cfg.value) = 'number' AND kind_cfg.value::numeric BETWEEN 1 AND 1000
-                    THEN kind_cfg.value::numeric::integer END,
-               CASE WHEN jsonb_typeof(default_cfg.value) = 'number' AND default_cfg.value::numeric BETWEEN 1 AND 1000
-                    THEN default_cfg.value::numeric::integer END,
-               5)
+    SELECT fn_job__attempt_limit(NULL, kind_cfg.value, default_cfg.value)
       INTO v_limit
       FROM (SELECT 1) AS one
       LEFT JOIN dot_config AS kind_cfg ON kind_cfg.key = 'queue.retry.max_attempts.' || fn_job__max_attempts.kind

@@ -1,11 +1,14 @@
--- fn_job__retry_seconds: how long a job whose attempt-th attempt failed waits before it may be
--- claimed again, from dot_config. While queue.retry.backoff_enabled is false (the default: the
+-- fn_job__retry_seconds, phase 2 version (replaces the .1 file in place; phase 2's ddl.down
+-- restores it): how long a job whose attempt-th attempt failed waits before it may be claimed
+-- again, from dot_config. While queue.retry.backoff_enabled is false (the default: the
 -- roadmap ships backoff with "no behavioural change yet") this is the phase-1 rule, a fixed
 -- queue.retry.base_seconds. Once enabled it is fn_job_backoff_seconds(attempt, base, cap,
 -- jitter). Settings are clamped to sane ranges first (base and cap 0..10 years, jitter 0..1), so a
 -- mistyped value degrades to a bounded delay instead of an error in every failing worker: with
 -- backoff on the result stays within [0, cap · (1 + jitter)], and now() + result never overflows.
--- Shared by fn_job_fail_transient and fn_job_lease_reaper. Private: no EXECUTE grant.
+-- Shared by fn_job_fail_transient and fn_job_lease_reaper. Private: no EXECUTE grant. Kept in
+-- common with the .1 file: the signature, header and the base_seconds clamp (a version is a
+-- whole CREATE; see ../README.md).
 CREATE OR REPLACE FUNCTION conveyor.fn_job__retry_seconds(
     attempt integer
 ) RETURNS numeric

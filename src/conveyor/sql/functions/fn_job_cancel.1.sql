@@ -14,7 +14,8 @@ DECLARE
     v_status text;
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled',
+                                  'flag', 'queue.job_substrate.enabled');
     END IF;
     IF fn_job_cancel.job_id IS NULL THEN
         RAISE EXCEPTION 'fn_job_cancel: job_id is required'
@@ -54,4 +55,5 @@ COMMENT ON FUNCTION conveyor.fn_job_cancel(bigint, text) IS
     '{"ok":true,"job_id","status":"cancel_requested"} (the handler sees it in fn_job_extend_lease); '
     'succeeded/cancelled/dead-lettered → {"refused":true,"reason":"already_finished","job_id",'
     '"status"}; unknown → {"refused":true,"reason":"not_found","job_id"}. reason is kept in '
-    'cancel_reason. Refuses job_substrate_disabled while queue.job_substrate.enabled is false.';
+    'cancel_reason. Refuses job_substrate_disabled while queue.job_substrate.enabled is false. '
+    'Example: SELECT conveyor.fn_job_cancel(42, reason => ''customer withdrew'')';

@@ -13,7 +13,8 @@ DECLARE
     v_status text;
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled',
+                                  'flag', 'queue.job_substrate.enabled');
     END IF;
     IF fn_job_cancel_ack.job_id IS NULL OR fn_job_cancel_ack.lease_token IS NULL THEN
         RAISE EXCEPTION 'fn_job_cancel_ack: job_id and lease_token are required'
@@ -51,4 +52,5 @@ COMMENT ON FUNCTION conveyor.fn_job_cancel_ack(bigint, uuid) IS
     'End the leased, cancel-requested job as cancelled. → {"ok":true,"job_id","status":"cancelled"} '
     '(a repeat adds "already":true); not requested → {"refused":true,"reason":"cancel_not_requested",'
     '"job_id"}; stale token → {"refused":true,"reason":"lease_lost","job_id"}. Refuses '
-    'job_substrate_disabled while queue.job_substrate.enabled is false.';
+    'job_substrate_disabled while queue.job_substrate.enabled is false. '
+    'Example: SELECT conveyor.fn_job_cancel_ack(42, ''0b6f7a58-3c2e-4d8a-9f51-2f0c8e1d7a10'')';

@@ -16,7 +16,8 @@ DECLARE
     v_already boolean;
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled',
+                                  'flag', 'queue.job_substrate.enabled');
     END IF;
     IF fn_job_complete.job_id IS NULL OR fn_job_complete.lease_token IS NULL THEN
         RAISE EXCEPTION 'fn_job_complete: job_id and lease_token are required'
@@ -53,4 +54,5 @@ COMMENT ON FUNCTION conveyor.fn_job_complete(bigint, uuid, jsonb) IS
     'Mark the job succeeded (storing result) if lease_token is its current lease. → {"ok":true,'
     '"job_id"}; repeated with the token that completed it → {"ok":true,"job_id","already":true}; '
     'otherwise {"refused":true,"reason":"lease_lost","job_id"} and nothing changes. Refuses '
-    'job_substrate_disabled while queue.job_substrate.enabled is false.';
+    'job_substrate_disabled while queue.job_substrate.enabled is false. '
+    'Example: SELECT conveyor.fn_job_complete(42, ''0b6f7a58-3c2e-4d8a-9f51-2f0c8e1d7a10'', result => ''{"sent": true}'')';

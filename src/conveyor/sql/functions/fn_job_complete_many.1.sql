@@ -15,7 +15,8 @@ DECLARE
     v_done   bigint;
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled',
+                                  'flag', 'queue.job_substrate.enabled');
     END IF;
     IF fn_job_complete_many.job_ids IS NULL OR fn_job_complete_many.lease_tokens IS NULL
        OR cardinality(fn_job_complete_many.job_ids) <> cardinality(fn_job_complete_many.lease_tokens)
@@ -74,4 +75,5 @@ COMMENT ON FUNCTION conveyor.fn_job_complete_many(bigint[], uuid[]) IS
     'Complete job_ids[i] with lease_tokens[i] for every i, in one statement. → {"ok":true,'
     '"completed":[ids],"lease_lost":[ids]} in input order (a job already completed with the same '
     'token counts as completed). Arrays of different length or with NULLs → SQLSTATE 22023. '
-    'Refuses job_substrate_disabled while queue.job_substrate.enabled is false.';
+    'Refuses job_substrate_disabled while queue.job_substrate.enabled is false. '
+    'Example: SELECT conveyor.fn_job_complete_many(ARRAY[42], ARRAY[''0b6f7a58-3c2e-4d8a-9f51-2f0c8e1d7a10'']::uuid[])';

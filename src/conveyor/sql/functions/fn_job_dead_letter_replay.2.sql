@@ -41,7 +41,8 @@ DECLARE
     v_skipped   jsonb   := '[]';
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled',
+                                  'flag', 'queue.job_substrate.enabled');
     END IF;
 
     IF fn_job_dead_letter_replay.dead_letter_id IS NULL

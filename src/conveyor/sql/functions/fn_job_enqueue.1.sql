@@ -24,7 +24,8 @@ DECLARE
     v_job_id  bigint;
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled',
+                                  'flag', 'queue.job_substrate.enabled');
     END IF;
 
     v_problem := fn_job__enqueue_problem(
@@ -80,4 +81,5 @@ COMMENT ON FUNCTION conveyor.fn_job_enqueue(text, jsonb, text, integer, timestam
     'queue.payload.max_depth levels (NULL = {}); priority -1000..1000 (NULL = 0, higher first); '
     'run_at finite, ≤ 10 years ahead (NULL = now()); idempotency_key 1..255 bytes; max_attempts '
     '1..1000 (NULL = config). Invalid input → SQLSTATE 22023 naming the argument. Refuses '
-    'job_substrate_disabled while queue.job_substrate.enabled is false.';
+    'job_substrate_disabled while queue.job_substrate.enabled is false. '
+    'Example: SELECT conveyor.fn_job_enqueue(''email.send'', ''{"to": "a@example.com"}'', queue => ''email'')';

@@ -33,7 +33,8 @@ DECLARE
     v_resolved   boolean;
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled',
+                                  'flag', 'queue.job_substrate.enabled');
     END IF;
 
     IF fn_job_enqueue_many.jobs IS NULL OR jsonb_typeof(fn_job_enqueue_many.jobs) <> 'array' THEN
@@ -191,4 +192,5 @@ COMMENT ON FUNCTION conveyor.fn_job_enqueue_many(jsonb) IS
     '"idempotency_key":…,"max_attempts":…}, …]) in one INSERT. → {"ok":true,"job_ids":[… in input '
     'order …],"created":n}; elements whose idempotency key a live job holds (or an earlier element '
     'holds) report that job''s id. Invalid element → SQLSTATE 22023 naming jobs[i].key (0-based). '
-    'Refuses job_substrate_disabled while queue.job_substrate.enabled is false.';
+    'Refuses job_substrate_disabled while queue.job_substrate.enabled is false. '
+    'Example: SELECT conveyor.fn_job_enqueue_many(''[{"kind": "email.send", "payload": {"n": 1}}, {"kind": "email.send", "payload": {"n": 2}}]'')';

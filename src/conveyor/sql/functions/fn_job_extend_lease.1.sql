@@ -17,7 +17,8 @@ DECLARE
     v_cancel_requested boolean;
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled',
+                                  'flag', 'queue.job_substrate.enabled');
     END IF;
     IF fn_job_extend_lease.job_id IS NULL OR fn_job_extend_lease.lease_token IS NULL THEN
         RAISE EXCEPTION 'fn_job_extend_lease: job_id and lease_token are required'
@@ -52,4 +53,5 @@ COMMENT ON FUNCTION conveyor.fn_job_extend_lease(bigint, uuid, integer) IS
     'Renew the lease: lease_expires_at = clock_timestamp() + lease_seconds (1..86400, default '
     'queue.lease.default_seconds). → {"ok":true,"job_id","lease_expires_at","cancel_requested"}; '
     'stale token → {"refused":true,"reason":"lease_lost","job_id"}. Refuses job_substrate_disabled '
-    'while queue.job_substrate.enabled is false.';
+    'while queue.job_substrate.enabled is false. '
+    'Example: SELECT conveyor.fn_job_extend_lease(42, ''0b6f7a58-3c2e-4d8a-9f51-2f0c8e1d7a10'', lease_seconds => 120)';

@@ -14,7 +14,8 @@ DECLARE
     v_dead_letter_id bigint;
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled',
+                                  'flag', 'queue.job_substrate.enabled');
     END IF;
     IF fn_job_fail_permanent.job_id IS NULL OR fn_job_fail_permanent.lease_token IS NULL THEN
         RAISE EXCEPTION 'fn_job_fail_permanent: job_id and lease_token are required'
@@ -37,4 +38,5 @@ COMMENT ON FUNCTION conveyor.fn_job_fail_permanent(bigint, uuid, text) IS
     'Move the leased job to job_dead_letter with reason permanent_failure (error truncated to '
     '2,000 characters). → {"ok":true,"job_id","status":"dead_letter","dead_letter_id"}; stale token '
     '→ {"refused":true,"reason":"lease_lost","job_id"}. Refuses job_substrate_disabled while '
-    'queue.job_substrate.enabled is false.';
+    'queue.job_substrate.enabled is false. '
+    'Example: SELECT conveyor.fn_job_fail_permanent(42, ''0b6f7a58-3c2e-4d8a-9f51-2f0c8e1d7a10'', error => ''invalid address'')';

@@ -37,10 +37,12 @@ DECLARE
     v_more          boolean;
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled',
+                                  'flag', 'queue.job_substrate.enabled');
     END IF;
     IF NOT fn_config_enabled('queue.lease_reaper.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'lease_reaper_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'lease_reaper_disabled',
+                                  'flag', 'queue.lease_reaper.enabled');
     END IF;
     IF v_batch NOT BETWEEN 1 AND 10000 THEN
         RAISE EXCEPTION 'fn_job_lease_reaper: batch is %; it must be from 1 to 10000', v_batch

@@ -29,7 +29,8 @@ DECLARE
     v_more                 boolean := false;
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled',
+                                  'flag', 'queue.job_substrate.enabled');
     END IF;
     IF v_batch NOT BETWEEN 1 AND 100000 THEN
         RAISE EXCEPTION 'fn_job_prune: batch is %; it must be from 1 to 100000', v_batch

@@ -12,7 +12,8 @@ SET search_path = pg_catalog, conveyor, pg_temp
 AS $$
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled',
+                                  'flag', 'queue.job_substrate.enabled');
     END IF;
     IF fn_job_release.job_id IS NULL OR fn_job_release.lease_token IS NULL THEN
         RAISE EXCEPTION 'fn_job_release: job_id and lease_token are required'
@@ -29,4 +30,5 @@ COMMENT ON FUNCTION conveyor.fn_job_release(bigint, uuid) IS
     'Give the leased job back: queued again now (run_at kept), attempt not spent. → {"ok":true,'
     '"job_id","status":"queued","run_at"}; cancellation requested → {"ok":true,"job_id","status":'
     '"cancelled"}; stale token → {"refused":true,"reason":"lease_lost","job_id"}. Refuses '
-    'job_substrate_disabled while queue.job_substrate.enabled is false.';
+    'job_substrate_disabled while queue.job_substrate.enabled is false. '
+    'Example: SELECT conveyor.fn_job_release(42, ''0b6f7a58-3c2e-4d8a-9f51-2f0c8e1d7a10'')';

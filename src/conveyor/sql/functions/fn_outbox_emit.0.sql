@@ -1,6 +1,7 @@
 -- fn_outbox_emit: append one event to event_outbox inside the caller's transaction and return
 -- its id. The event commits or rolls back with the caller's own writes (transactional outbox);
 -- readers see it only once every transaction older than it has finished (see fn_outbox_read).
+-- The checks and the insert are fn_outbox__append, shared with the phase-4 version.
 CREATE OR REPLACE FUNCTION conveyor.fn_outbox_emit(
     event_type text,
     payload    jsonb DEFAULT '{}',
@@ -11,30 +12,8 @@ VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, conveyor, pg_temp
 AS $$
-DECLARE
-    v_payload jsonb := COALESCE(fn_outbox_emit.payload, '{}'::jsonb);
-    v_id      bigint;
 BEGIN
-    IF jsonb_typeof(v_payload) <> 'object' THEN
-        RAISE EXCEPTION 'fn_outbox_emit: payload must be a jsonb object, got a jsonb %',
-                        jsonb_typeof(v_payload)
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Wrap the value in an object, e.g. jsonb_build_object(''value'', …).';
-    END IF;
-    IF fn_outbox_emit.event_type IS NULL OR NOT EXISTS (
-        SELECT 1 FROM event_type_registry AS r WHERE r.event_type = fn_outbox_emit.event_type
-    ) THEN
-        RAISE EXCEPTION 'fn_outbox_emit: event_type % is not registered',
-                        quote_nullable(fn_outbox_emit.event_type)
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Register it first (as conveyor_admin): SELECT '
-                         'conveyor.fn_event_type_register(event_type => ''<domain>.<name>'').';
-    END IF;
-
-    INSERT INTO event_outbox AS eo (event_type, payload, source)
-    VALUES (fn_outbox_emit.event_type, v_payload, fn_outbox_emit.source)
-    RETURNING eo.id INTO v_id;
-    RETURN v_id;
+    RETURN fn_outbox__append(fn_outbox_emit.event_type, fn_outbox_emit.payload, fn_outbox_emit.source);
 END;
 $$;
 REVOKE ALL ON FUNCTION conveyor.fn_outbox_emit(text, jsonb, text) FROM PUBLIC;

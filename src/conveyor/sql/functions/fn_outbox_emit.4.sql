@@ -1,7 +1,9 @@
--- fn_outbox_emit, phase 4 version: as phase 0's, and when the NOTIFY bridge is on it also sends
+-- fn_outbox_emit, phase 4 version (phase 4's ddl.down restores the .0 file): as phase 0's (the
+-- shared fn_outbox__append), and when the NOTIFY bridge is on it also sends
 -- one `NOTIFY conveyor_events` (delivered at commit, merged by PostgreSQL within a transaction)
 -- so a listening orchestrator dispatches at once instead of at its next tick. The notification
--- carries nothing the orchestrator relies on: the outbox cursor is the truth.
+-- carries nothing the orchestrator relies on: the outbox cursor is the truth. Kept in common
+-- with the .0 file: the signature, header and grants (a version is a whole CREATE; ../README.md).
 CREATE OR REPLACE FUNCTION conveyor.fn_outbox_emit(
     event_type text,
     payload    jsonb DEFAULT '{}',
@@ -13,28 +15,9 @@ SECURITY DEFINER
 SET search_path = pg_catalog, conveyor, pg_temp
 AS $$
 DECLARE
-    v_payload jsonb := COALESCE(fn_outbox_emit.payload, '{}'::jsonb);
-    v_id      bigint;
+    v_id bigint;
 BEGIN
-    IF jsonb_typeof(v_payload) <> 'object' THEN
-        RAISE EXCEPTION 'fn_outbox_emit: payload must be a jsonb object, got a jsonb %',
-                        jsonb_typeof(v_payload)
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Wrap the value in an object, e.g. jsonb_build_object(''value'', …).';
-    END IF;
-    IF fn_outbox_emit.event_type IS NULL OR NOT EXISTS (
-        SELECT 1 FROM event_type_registry AS r WHERE r.event_type = fn_outbox_emit.event_type
-    ) THEN
-        RAISE EXCEPTION 'fn_outbox_emit: event_type % is not registered',
-                        quote_nullable(fn_outbox_emit.event_type)
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Register it first (as conveyor_admin): SELECT '
-                         'conveyor.fn_event_type_register(event_type => ''<domain>.<name>'').';
-    END IF;
-
-    INSERT INTO event_outbox AS eo (event_type, payload, source)
-    VALUES (fn_outbox_emit.event_type, v_payload, fn_outbox_emit.source)
-    RETURNING eo.id INTO v_id;
+    v_id := fn_outbox__append(fn_outbox_emit.event_type, fn_outbox_emit.payload, fn_outbox_emit.source);
     IF fn_config_enabled('queue.notify.bridge_enabled') THEN
         PERFORM pg_notify('conveyor_events', '');
     END IF;

@@ -45,7 +45,8 @@ DECLARE
     v_row_skip jsonb;
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled',
+                                  'flag', 'queue.job_substrate.enabled');
     END IF;
     IF v_batch NOT BETWEEN 1 AND 10000 THEN
         RAISE EXCEPTION 'fn_periodic_enqueue_due: batch is %; it must be from 1 to 10000', v_batch

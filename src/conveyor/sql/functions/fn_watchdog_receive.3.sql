@@ -25,7 +25,8 @@ DECLARE
     v_id       bigint;
 BEGIN
     IF NOT fn_config_enabled('queue.heartbeat.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'heartbeat_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'heartbeat_disabled',
+                                  'flag', 'queue.heartbeat.enabled');
     END IF;
     IF v_batch NOT BETWEEN 1 AND 10000 THEN
         RAISE EXCEPTION 'fn_watchdog_receive: batch is %; it must be from 1 to 10000', v_batch

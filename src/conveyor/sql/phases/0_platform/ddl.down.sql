@@ -25,6 +25,7 @@ DROP FUNCTION conveyor.fn_outbox_advance(text, xid8, bigint);
 DROP FUNCTION conveyor.fn_outbox_read(text, integer);
 DROP FUNCTION conveyor.fn_outbox_horizon();
 DROP FUNCTION conveyor.fn_outbox_emit(text, jsonb, text);
+DROP FUNCTION conveyor.fn_outbox__append(text, jsonb, text);
 DROP FUNCTION conveyor.fn_event_type_register(text, text);
 DROP FUNCTION conveyor.fn_config_set(text, jsonb, text, text);
 DROP FUNCTION conveyor.fn_config_enabled(text);

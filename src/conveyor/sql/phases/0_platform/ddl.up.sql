@@ -330,6 +330,7 @@ GRANT ALL ON TABLE
 \ir ../../functions/fn_config_enabled.0.sql
 \ir ../../functions/fn_config_set.0.sql
 \ir ../../functions/fn_event_type_register.0.sql
+\ir ../../functions/fn_outbox__append.0.sql
 \ir ../../functions/fn_outbox_emit.0.sql
 \ir ../../functions/fn_outbox_horizon.0.sql
 \ir ../../functions/fn_outbox_read.0.sql

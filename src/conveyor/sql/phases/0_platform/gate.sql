@@ -29,7 +29,8 @@ SELECT 'objects: schemas, tables and views exist',
            'conveyor.event_outbox_cursor', 'conveyor.iu_sql_event_route',
            'iu_core.iu_staging_record', 'conveyor.iu_template_instance',
            'conveyor.iu_outbound_worker', 'conveyor.iu_outbound_delivery',
-           'conveyor.event_outbox_txid_id_idx', 'conveyor.v_iu_staging_record',
+           'conveyor.event_outbox_txid_id_idx', 'conveyor.event_outbox_event_type_id_idx',
+           'iu_core.iu_staging_record_collection_status_idx', 'conveyor.v_iu_staging_record',
            'conveyor.v_event_outbox_cursor_lag', 'conveyor.v_iu_outbound_worker']) AS o(name);
 
 CREATE TEMP TABLE gate_function (signature text NOT NULL, public_api boolean NOT NULL)
@@ -323,6 +324,10 @@ BEGIN
                    'gate');
     UPDATE conveyor.event_outbox AS eo SET txid = '1' WHERE eo.id = v_event;
     SELECT count(*) INTO v_aged FROM conveyor.event_outbox AS eo WHERE eo.txid < '3';
+    -- The mechanism is checked whatever the flag says (phase 4 hands this path to dispatch and
+    -- turns it off); the rollback restores the flag.
+    UPDATE conveyor.dot_config AS dc SET value = 'true'
+     WHERE dc.key = 'iu.auto_instantiate.legacy_enabled';
 
     -- Run the legacy path over the gate's events (they sort first), twice from the start.
     UPDATE conveyor.event_outbox_cursor AS c SET last_txid = '0', last_id = 0
@@ -344,7 +349,8 @@ BEGIN
             AND v_first @> '{"ok": true, "created": 1}'
             AND v_second @> '{"ok": true, "created": 0, "already": 1}'
             AND v_direct @> '{"ok": true, "already": true}'
-            AND v_disabled = '{"refused": true, "reason": "auto_instantiate_legacy_disabled"}',
+            AND v_disabled = '{"refused": true, "reason": "auto_instantiate_legacy_disabled",
+                             "flag": "iu.auto_instantiate.legacy_enabled"}',
             format('instances %s; first run %s; second run %s; flag off %s',
                    v_count, v_first, v_second, v_disabled));
 EXCEPTION WHEN OTHERS THEN
@@ -413,33 +419,34 @@ EXCEPTION WHEN OTHERS THEN
 END;
 $$;
 
--- The route domain CHECK (widened by name in phase 4) rejects a domain outside iu/staging/system.
+-- The route domain CHECK admits phase 0's domains and rejects one that no phase admits (phase 4
+-- widens the same constraint by name: customer and others become valid, so the probe is not one).
 DO $$
 DECLARE
     v_constraint text := '(none)';
-    v_allowed    boolean;
 BEGIN
     PERFORM conveyor.fn_event_type_register('system/gate_phase0_probe');
+    PERFORM conveyor.fn_event_type_register('nowhere.gate_phase0_probe');
     INSERT INTO conveyor.iu_sql_event_route
            (route, source_table, operation, target_event_type, target_event_domain)
     VALUES ('gate.phase0.system', 'conveyor.event_outbox', 'INSERT',
             'system/gate_phase0_probe', 'system');
-    v_allowed := true;
     BEGIN
         INSERT INTO conveyor.iu_sql_event_route
                (route, source_table, operation, target_event_type, target_event_domain)
-        VALUES ('gate.phase0.customer', 'conveyor.event_outbox', 'INSERT',
-                'customer.gate_probe', 'customer');
+        VALUES ('gate.phase0.nowhere', 'conveyor.event_outbox', 'INSERT',
+                'nowhere.gate_phase0_probe', 'nowhere');
     EXCEPTION WHEN check_violation THEN
         GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
     END;
     INSERT INTO pg_temp.gate_result (item, passed, detail)
-    VALUES ('routes: target_event_domain CHECK rejects customer',
-            v_allowed AND v_constraint = 'iu_sql_event_route_target_event_domain_check',
-            'customer rejected by ' || v_constraint);
+    VALUES ('routes: target_event_domain CHECK admits system and rejects an unknown domain',
+            v_constraint = 'iu_sql_event_route_target_event_domain_check',
+            'system accepted; nowhere rejected by ' || v_constraint);
 EXCEPTION WHEN OTHERS THEN
     INSERT INTO pg_temp.gate_result (item, passed, detail)
-    VALUES ('routes: target_event_domain CHECK rejects customer', false, SQLERRM);
+    VALUES ('routes: target_event_domain CHECK admits system and rejects an unknown domain', false,
+            SQLERRM);
 END;
 $$;
 

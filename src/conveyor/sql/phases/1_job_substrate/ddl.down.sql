@@ -21,11 +21,15 @@ DROP FUNCTION conveyor.fn_job_fail_transient(bigint, uuid, text, numeric);
 DROP FUNCTION conveyor.fn_job_complete_many(bigint[], uuid[]);
 DROP FUNCTION conveyor.fn_job_complete(bigint, uuid, jsonb);
 DROP FUNCTION conveyor.fn_job_claim(text, text[], text[], integer, integer);
+DROP FUNCTION conveyor.fn_job__claim_rows(text, text[], text[], integer, integer, text[], text[]);
+DROP FUNCTION conveyor.fn_job__claim_validate(text, text[], text[], integer, integer);
 DROP FUNCTION conveyor.fn_job_enqueue_many(jsonb);
 DROP FUNCTION conveyor.fn_job_enqueue(text, jsonb, text, integer, timestamptz, text, integer);
 DROP FUNCTION conveyor.fn_job__dead_letter(bigint, uuid, text, text);
 DROP FUNCTION conveyor.fn_job__requeue(bigint, uuid, timestamptz);
+DROP FUNCTION conveyor.fn_job__retry_seconds(integer);
 DROP FUNCTION conveyor.fn_job__max_attempts(text, integer);
+DROP FUNCTION conveyor.fn_job__attempt_limit(integer, jsonb, jsonb);
 DROP FUNCTION conveyor.fn_job__enqueue_problem(text, jsonb, text, numeric, timestamptz, text, numeric, integer, integer);
 DROP FUNCTION conveyor.fn_job__config_number(text, numeric);
 

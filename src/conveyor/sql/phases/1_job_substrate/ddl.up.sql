@@ -170,11 +170,15 @@ GRANT ALL ON TABLE conveyor.job_queue, conveyor.job_dead_letter TO conveyor_admi
 -- ---------------------------------------------------------------------------------------------
 \ir ../../functions/fn_job__config_number.1.sql
 \ir ../../functions/fn_job__enqueue_problem.1.sql
+\ir ../../functions/fn_job__attempt_limit.1.sql
 \ir ../../functions/fn_job__max_attempts.1.sql
 \ir ../../functions/fn_job__dead_letter.1.sql
 \ir ../../functions/fn_job__requeue.1.sql
+\ir ../../functions/fn_job__retry_seconds.1.sql
 \ir ../../functions/fn_job_enqueue.1.sql
 \ir ../../functions/fn_job_enqueue_many.1.sql
+\ir ../../functions/fn_job__claim_validate.1.sql
+\ir ../../functions/fn_job__claim_rows.1.sql
 \ir ../../functions/fn_job_claim.1.sql
 \ir ../../functions/fn_job_complete.1.sql
 \ir ../../functions/fn_job_complete_many.1.sql
@@ -186,6 +190,7 @@ GRANT ALL ON TABLE conveyor.job_queue, conveyor.job_dead_letter TO conveyor_admi
 \ir ../../functions/fn_job_cancel.1.sql
 \ir ../../functions/fn_job_cancel_ack.1.sql
 \ir ../../functions/fn_job_queue_pause.1.sql
+\ir ../../functions/fn_job_queue_resume.1.sql
 
 -- ---------------------------------------------------------------------------------------------
 -- Views: observability without payloads (payloads may hold personal data).

@@ -155,7 +155,8 @@ BEGIN
     INSERT INTO pg_temp.gate_result (item, passed, detail)
     VALUES (v_item,
             v_legacy @> '{"ok": true, "read": 1, "created": 1}'
-            AND v_refused = '{"refused": true, "reason": "auto_instantiate_legacy_disabled"}'
+            AND v_refused = '{"refused": true, "reason": "auto_instantiate_legacy_disabled",
+                             "flag": "iu.auto_instantiate.legacy_enabled"}'
             AND v_dispatch @> '{"ok": true, "read": 1, "matched": 1, "called": 1, "failed": 0}'
             AND v_row_l IS NOT NULL AND v_row_d IS NOT NULL AND v_diff IS NULL
             AND v_delivery = 'legacy.auto_instantiate called',
@@ -165,9 +166,9 @@ BEGIN
                    coalesce(v_diff, 'none')));
 
     INSERT INTO pg_temp.gate_result (item, passed, detail)
-    SELECT 'consumer dead letters remain empty',
-           count(*) = 0, count(*) || ' consumer dead letters'
-      FROM conveyor.v_consumer_dead_letter AS dl;
+    SELECT 'the dispatch of the gate''s event wrote no consumer dead letter',
+           count(*) = 0, count(*) || ' consumer dead letters for the gate''s event'
+      FROM conveyor.consumer_dead_letter AS dl WHERE dl.event_id = v_disp_ev;
 EXCEPTION WHEN OTHERS THEN
     INSERT INTO pg_temp.gate_result (item, passed, detail)
     VALUES (v_item, false, 'error: ' || SQLERRM);
@@ -182,10 +183,10 @@ SELECT 'privileges: PUBLIC executes no phase 4 function; definers pin search_pat
                                        WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')) = 0
        AND count(*) FILTER (WHERE p.prosecdef AND NOT EXISTS (
                SELECT 1 FROM unnest(p.proconfig) AS c(setting) WHERE c.setting LIKE 'search_path=%')) = 0
-       AND has_function_privilege('conveyor_admin', 'conveyor.fn_consumer_dispatch(integer)', 'EXECUTE')
-       AND NOT has_function_privilege('conveyor_worker', 'conveyor.fn_consumer_dispatch(integer)', 'EXECUTE')
-       AND NOT has_function_privilege('conveyor_worker', 'conveyor.fn_job_subscribe(text, text, text)', 'EXECUTE')
-       AND has_function_privilege('conveyor_worker', 'conveyor.fn_job_claim(text, text[], text[], integer, integer, text)', 'EXECUTE')
+       AND COALESCE(has_function_privilege('conveyor_admin', to_regprocedure('conveyor.fn_consumer_dispatch(integer)'), 'EXECUTE'), false)
+       AND NOT COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_consumer_dispatch(integer)'), 'EXECUTE'), false)
+       AND NOT COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_job_subscribe(text, text, text)'), 'EXECUTE'), false)
+       AND COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_job_claim(text, text[], text[], integer, integer, text)'), 'EXECUTE'), false)
        AND has_table_privilege('conveyor_reader', 'conveyor.v_consumer_dead_letter', 'SELECT')
        AND has_table_privilege('conveyor_reader', 'conveyor.v_consumer_unmatched', 'SELECT')
        AND NOT has_table_privilege('conveyor_reader', 'conveyor.consumer_registry', 'SELECT')
