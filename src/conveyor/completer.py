@@ -74,5 +74,6 @@ class Completer:
                 continue
             completed = set(jobs.parse_complete_many(answer)[0])
             for completion in batch:
-                completion.done.set_result(completion.job.job_id in completed)
+                if not completion.done.done():  # its waiter may have been cancelled (a drain)
+                    completion.done.set_result(completion.job.job_id in completed)
         self._needed.clear()

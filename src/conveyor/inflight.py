@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from conveyor.handlers import JobContext
 from conveyor.jobs import ClaimedJob
@@ -19,7 +20,8 @@ class RunningJob:
     job: ClaimedJob
     context: JobContext
     lease: Lease
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[None] | None = None  # running the handler, then recording its outcome
+    handler: asyncio.Future[Any] | None = None  # the handler alone: what a lost lease cancels
     lease_lost: bool = False
     cancel_requested: bool = False
 

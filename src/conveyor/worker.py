@@ -345,7 +345,10 @@ class Worker:
     async def _invoke(self, handler: Handler, entry: RunningJob) -> Any:
         if entry.lease_lost or entry.cancel_requested:
             raise asyncio.CancelledError
-        return await self._invoker.invoke(handler, entry.context)
+        # Its own future, so a lease event cancels the handler only: once the handler has
+        # returned, recording its outcome runs to the end (the SQL fences a lost lease).
+        entry.handler = asyncio.ensure_future(self._invoker.invoke(handler, entry.context))
+        return await entry.handler
 
     async def _after_cancel(self, entry: RunningJob) -> None:
         job = entry.job
@@ -367,8 +370,14 @@ class Worker:
     def _on_lease_event(self, job_id: int, event: str) -> None:
         """From the lease thread: 'lost' or 'cancel' for a running job → cancel its handler."""
         entry = self._inflight.flag(job_id, event)
-        if entry is not None and self._loop is not None and entry.task is not None:
-            self._loop.call_soon_threadsafe(entry.task.cancel)
+        if entry is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._cancel_handler, entry)
+
+    @staticmethod
+    def _cancel_handler(entry: RunningJob) -> None:
+        """Cancel a running handler; a job already recording its outcome is left to finish."""
+        if entry.handler is not None and not entry.handler.done():
+            entry.handler.cancel()
 
     async def _drain(self) -> None:
         tasks = self._inflight.tasks()

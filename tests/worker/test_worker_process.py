@@ -214,7 +214,10 @@ def test_a_paused_zombie_worker_is_fenced_when_it_resumes(
         rescuer.wait(timeout=20)
     finally:
         zombie.send_signal(signal.SIGCONT)
-    wait_until(lambda: "lease lost" in worker_log(zombie), timeout=20)
+    try:
+        wait_until(lambda: "lease lost" in worker_log(zombie), timeout=20)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; the zombie's log:\n{worker_log(zombie)}") from None
     runs = [line.split() for line in marker.read_text().splitlines()]
     assert [(attempt, worker) for _, attempt, worker in runs][-1] == ("2", "rescuer")
     assert scalar(sql, "SELECT attempts FROM job_queue WHERE id = %s", (job_id,)) == 2
