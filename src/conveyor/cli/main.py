@@ -49,6 +49,7 @@ def _register() -> None:
         outbound,
         phase,
         report,
+        web,
         worker,
     )
 
@@ -65,6 +66,7 @@ def _register() -> None:
     cli.add_command(report.report)
     cli.add_command(demo.demo)
     cli.add_command(outbound.outbound)
+    cli.add_command(web.web)
 
 
 _register()
