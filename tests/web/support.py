@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -12,6 +16,7 @@ from psycopg.types.json import Jsonb
 PASSWORDS = {"alice": "alice-password", "rita": "rita-password"}
 METRICS_TOKEN = "metrics-token-for-tests"
 SECRET_MARKER = "PAYLOAD-SECRET-7f3a"
+APPS = Path(__file__).parent.parent / "apps"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -60,3 +65,35 @@ def dead_letter(conn: psycopg.Connection[Any], queue: str, kind: str = "test.noo
     ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def start_worker(dsn: str, log_path: Path, *queues: str) -> subprocess.Popen[bytes]:
+    """A real `conveyor worker` process (tests/apps/workerapp.py) claiming from *queues*."""
+    env = {
+        **os.environ,
+        "CONVEYOR_DATABASE_URL": dsn,
+        "PYTHONPATH": os.pathsep.join([str(APPS), os.environ.get("PYTHONPATH", "")]),
+    }
+    queue_args = [arg for queue in queues for arg in ("--queue", queue)]
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "conveyor",
+                "worker",
+                "--app",
+                "workerapp:registry",
+                "--poll-interval",
+                "0.05",
+                *queue_args,
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def job_status(conn: psycopg.Connection[Any], job_id: int) -> str | None:
+    row = conn.execute("SELECT status FROM job_queue WHERE id = %s", (job_id,)).fetchone()
+    return None if row is None else str(row[0])
