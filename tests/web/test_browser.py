@@ -77,11 +77,12 @@ def test_an_operator_finds_a_dead_letter_and_replays_it(
     row.get_by_role("button", name="Replay").click()
 
     expect(page.get_by_role("status")).to_contain_text(f"replayed dead letter {dead_id} as job")
-    resolved_by, new_job = sql.execute(
+    resolved = sql.execute(
         "SELECT resolved_by, replayed_job_id FROM job_dead_letter WHERE id = %s", (dead_id,)
-    ).fetchone() or (None, None)
-    assert resolved_by == "alice"
-    assert job_status(sql, int(new_job)) == "queued"
+    ).fetchone()
+    assert resolved is not None
+    assert resolved[0] == "alice"
+    assert job_status(sql, int(resolved[1])) == "queued"
     expect(page.locator(f'tr[data-dead-letter="{dead_id}"]')).to_have_count(0)
 
 
