@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import psycopg
@@ -60,6 +61,28 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+class ServerTiming:
+    """Say in a `Server-Timing` header how long the server took (queries and rendering)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                took = (time.perf_counter() - started) * 1000
+                header = (b"server-timing", f"app;dur={took:.1f}".encode())
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        await self.app(scope, receive, timed)
+
+
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     return PlainTextResponse(error.detail, status_code=error.status_code, headers=error.headers)
@@ -96,6 +119,7 @@ def routes() -> list[BaseRoute]:
 def create_app(console: ConsoleState) -> Starlette:
     """The console app over *console* (its pool must be open)."""
     middleware = [
+        Middleware(ServerTiming),
         Middleware(SecurityHeaders),
         Middleware(
             SessionMiddleware,

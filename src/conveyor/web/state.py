@@ -34,6 +34,29 @@ NAV = (
 )
 
 
+def age(seconds: float | None) -> str:
+    """*seconds* as a short duration: 42 s, 5 min 3 s, 3 h 12 min, 6 d 22 h."""
+    if seconds is None:
+        return "–"
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{seconds:.0f} s"
+
+
+def _templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.filters["age"] = age
+    return templates
+
+
 @dataclass(slots=True)
 class ConsoleState:
     """The running console: its pool and users (read once at start), its secrets."""
@@ -43,9 +66,7 @@ class ConsoleState:
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     metrics_token: str | None = None
     tls: bool = False
-    templates: Jinja2Templates = field(
-        default_factory=lambda: Jinja2Templates(directory=str(HERE / "templates"))
-    )
+    templates: Jinja2Templates = field(default_factory=_templates)
 
 
 def state(request: Request) -> ConsoleState:

@@ -97,7 +97,21 @@ def _list(
             {k: v for k, v in (("queue", queue), ("kind", kind)) if v}
             | {"at": last[7].isoformat(), "id": last[0]}
         )
-    return {"rows": rows[:PAGE_SIZE], "next": following, "count": _count(conn, queue, kind)}
+    count = _count(conn, queue, kind)
+    if count > MAX_SET:  # past what a count should read: the planner's estimate
+        plan = conn.execute(
+            sql.SQL(
+                "EXPLAIN (FORMAT JSON) SELECT 1 FROM conveyor.job_dead_letter AS dl WHERE {}"
+            ).format(_where(queue, kind))
+        ).fetchone()
+        estimate = int(plan[0][0]["Plan"]["Plan Rows"]) if plan else 0
+        return {
+            "rows": rows[:PAGE_SIZE],
+            "next": following,
+            "count": count,
+            "estimate": max(estimate, count),
+        }
+    return {"rows": rows[:PAGE_SIZE], "next": following, "count": count, "estimate": None}
 
 
 def dead_letters_page(request: Request) -> Response:
