@@ -39,8 +39,19 @@ OUTBOX_LAG_SQL: LiteralString = """
 LEADER_SQL: LiteralString = """
     SELECT ol.name, ol.term, ol.active FROM conveyor.v_orchestrator_leader AS ol
 """
+# Jobs finished in the last 5 minutes (a range of job_queue_finished_idx): how many, how long
+# they waited from ready to their last claim, and how long that attempt ran.
 FINISHED_SQL: LiteralString = """
-    SELECT count(*) FROM conveyor.job_queue AS jq
+    SELECT count(*),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY d.waited),
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY d.waited),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY d.ran),
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY d.ran)
+      FROM conveyor.job_queue AS jq
+     CROSS JOIN LATERAL (
+           SELECT extract(epoch FROM jq.started_at - jq.run_at) AS waited,
+                  extract(epoch FROM jq.finished_at - jq.started_at) AS ran
+           ) AS d
      WHERE jq.status IN ('succeeded', 'cancelled') AND jq.finished_at > now() - interval '5 minutes'
 """
 
@@ -95,12 +106,26 @@ def _jobs(conn: psycopg.Connection[Any]) -> Iterator[Metric]:
         total.add_metric([name, str(counts.estimated).lower()], count)
     yield total
     row = conn.execute(FINISHED_SQL).fetchone()
+    assert row is not None  # an aggregate always returns its row
     finished = GaugeMetricFamily(
         "conveyor_jobs_finished_last_5m",
         "Jobs that succeeded or were cancelled in the last 5 minutes.",
     )
-    finished.add_metric([], int(row[0]) if row else 0)
-    yield finished
+    finished.add_metric([], int(row[0]))
+    wait = GaugeMetricFamily(
+        "conveyor_job_wait_seconds",
+        "Ready to claimed (latest attempt), jobs finished in the last 5 minutes.",
+        labels=["quantile"],
+    )
+    run = GaugeMetricFamily(
+        "conveyor_job_run_seconds",
+        "Claimed to finished (latest attempt), jobs finished in the last 5 minutes.",
+        labels=["quantile"],
+    )
+    for family, p50, p95 in ((wait, row[1], row[2]), (run, row[3], row[4])):
+        family.add_metric(["0.5"], float("nan") if p50 is None else float(p50))
+        family.add_metric(["0.95"], float("nan") if p95 is None else float(p95))
+    yield from (finished, wait, run)
 
 
 def _heartbeats(conn: psycopg.Connection[Any]) -> Iterator[Metric]:

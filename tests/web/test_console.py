@@ -293,3 +293,69 @@ def test_user_add_stores_a_hash_never_the_password(tmp_path: Path) -> None:
     assert text.startswith("bob:reader:scrypt$")
     assert "correct horse" not in text
     assert users_file.stat().st_mode & 0o077 == 0
+
+
+def test_database_text_is_escaped_never_run_as_markup(
+    login: Callable[[str], httpx.Client], sql: psycopg.Connection[Any], queue: str
+) -> None:
+    dead_id = dead_letter(sql, queue)
+    sql.execute(
+        "UPDATE job_dead_letter SET error = '<script>alert(1)</script>' WHERE id = %s", (dead_id,)
+    )
+    client = login("alice")
+
+    for path in (f"/dead-letters?queue={queue}", f"/dead-letters/{dead_id}"):
+        text = client.get(path).text
+        assert "<script>alert(1)</script>" not in text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+def test_a_refused_action_comes_back_as_a_message_on_the_page(
+    login: Callable[[str], httpx.Client],
+) -> None:
+    client = login("alice")
+    token = client.csrf  # type: ignore[attr-defined]
+
+    answer = client.post(
+        "/dead-letters/replay",
+        data={"csrf": token, "dead_letter_id": "999999999"},
+        headers={"referer": f"{client.base_url}/dead-letters"},
+    )
+
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/dead-letters"
+    page = client.get("/dead-letters").text
+    assert "Not done: refused: not_found (dead_letter_id=999999999)" in page
+
+
+def test_metrics_say_how_long_finished_jobs_waited_and_ran(
+    console_url: str, sql: psycopg.Connection[Any], queue: str
+) -> None:
+    job_id = enqueue(sql, queue)
+    claimed = scalar(sql, "SELECT fn_job_claim(worker => 'tests', queues => ARRAY[%s])", (queue,))
+    (job,) = claimed["jobs"]
+    sql.execute(
+        "SELECT fn_job_complete(job_id => %s, lease_token => %s)", (job_id, job["lease_token"])
+    )
+
+    text = httpx.get(
+        f"{console_url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    ).text
+
+    assert 'conveyor_job_wait_seconds{quantile="0.95"}' in text
+    assert 'conveyor_job_run_seconds{quantile="0.5"}' in text
+    finished = [line for line in text.splitlines() if line.startswith("conveyor_jobs_finished")]
+    assert finished and float(finished[0].split()[-1]) >= 1
+
+
+def test_a_missing_users_file_is_one_line_saying_how_to_create_a_user(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "conveyor", "web", "--users", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert "does not exist: create a user with `conveyor web user add" in result.stderr
+    assert "Traceback" not in result.stderr

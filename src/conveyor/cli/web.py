@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import platformdirs
 
-from conveyor.cli.context import err_console, resolve_url
+from conveyor.cli.context import check_reachable, err_console
 from conveyor.errors import ConfigError
 from conveyor.web import users
 
@@ -106,7 +106,7 @@ def _serve(
     from conveyor.web.app import create_app
     from conveyor.web.state import ConsoleState
 
-    url = resolve_url(ctx)
+    url = check_reachable(ctx)  # the usual one line when the database is not there
     pool = ConnectionPool(
         url,
         min_size=1,

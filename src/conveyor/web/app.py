@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 from starlette.applications import Starlette
@@ -15,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,7 +25,8 @@ from conveyor import metrics
 from conveyor.errors import ConveyorError
 from conveyor.web import sessions
 from conveyor.web.pages import components, dead_letters, jobs, overview, phases, queues
-from conveyor.web.state import HERE, ConsoleState
+from conveyor.web.sessions import safe_path
+from conveyor.web.state import HERE, ConsoleState, flash
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +91,14 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 
 async def _conveyor_error(request: Request, error: Exception) -> Response:
-    # A refusal or bad input from a SQL function: one line, the database's own words.
-    return PlainTextResponse(f"Error: {error}", status_code=409)
+    # A refusal or bad input from a SQL function, in the database's own words: after an action,
+    # on the page the operator came from; otherwise as one line.
+    if request.method != "POST":
+        return PlainTextResponse(f"Error: {error}", status_code=409)
+    flash(request, f"Not done: {error}", "error")
+    referer = urlsplit(request.headers.get("referer", ""))
+    back = referer.path + (f"?{referer.query}" if referer.query else "")
+    return RedirectResponse(safe_path(back), status_code=303)
 
 
 async def _database_down(request: Request, error: Exception) -> Response:
