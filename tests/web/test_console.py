@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,8 +13,15 @@ import httpx
 import psycopg
 import pytest
 
-from helpers import scalar
-from web.support import METRICS_TOKEN, SECRET_MARKER, csrf_of, dead_letter, enqueue
+from helpers import scalar, wait_until
+from web.support import (
+    METRICS_TOKEN,
+    SECRET_MARKER,
+    csrf_of,
+    dead_letter,
+    enqueue,
+    free_port,
+)
 
 PAGES = ["/", "/queues", "/jobs", "/dead-letters", "/components", "/phases"]
 
@@ -359,3 +367,44 @@ def test_a_missing_users_file_is_one_line_saying_how_to_create_a_user(tmp_path: 
     assert result.returncode == 1
     assert "does not exist: create a user with `conveyor web user add" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_conveyor_metrics_serves_the_same_figures_on_its_own(
+    web_dsn: str, sql: psycopg.Connection[Any], queue: str, tmp_path: Path
+) -> None:
+    dead_letter(sql, queue)
+    port = free_port()
+    log_path = tmp_path / "metrics.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "conveyor", "metrics", "--port", str(port)],
+            env={**os.environ, "CONVEYOR_DATABASE_URL": web_dsn},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def scrape() -> str | None:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except httpx.TransportError:
+                return None
+
+        text = wait_until(scrape, timeout=60)
+        assert f'conveyor_dead_letters_open{{queue="{queue}"}} 1.0' in text
+    finally:
+        process.terminate()
+        assert process.wait(timeout=20) == 0
+
+
+def test_conveyor_metrics_refuses_plain_http_on_a_public_address() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "conveyor", "metrics", "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert "refusing to serve metrics over plain HTTP on 0.0.0.0" in result.stderr

@@ -45,6 +45,7 @@ def _register() -> None:
         demo,
         health,
         jobs,
+        metrics,
         operations,
         outbound,
         phase,
@@ -67,6 +68,7 @@ def _register() -> None:
     cli.add_command(demo.demo)
     cli.add_command(outbound.outbound)
     cli.add_command(web.web)
+    cli.add_command(metrics.metrics_command)
 
 
 _register()
