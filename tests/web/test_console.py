@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -408,3 +409,85 @@ def test_conveyor_metrics_refuses_plain_http_on_a_public_address() -> None:
 
     assert result.returncode == 2
     assert "refusing to serve metrics over plain HTTP on 0.0.0.0" in result.stderr
+
+
+def test_a_reader_is_not_offered_the_replay_confirmation(
+    login: Callable[[str], httpx.Client], sql: psycopg.Connection[Any], queue: str
+) -> None:
+    dead_letter(sql, queue)
+
+    assert login("rita").get(f"/dead-letters/replay-set?queue={queue}").status_code == 403
+    assert (
+        "Replay 1 dead letter?"
+        in login("alice").get(f"/dead-letters/replay-set?queue={queue}").text
+    )
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a cert")
+def test_with_tls_a_public_address_is_served_over_https_with_a_secure_cookie(
+    web_dsn: str, users_file: Path, tmp_path: Path
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    port = free_port()
+    log_path = tmp_path / "tls.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "conveyor",
+                "web",
+                "--host",
+                "0.0.0.0",
+                "--port",
+                str(port),
+                "--users",
+                str(users_file),
+                "--certfile",
+                str(cert),
+                "--keyfile",
+                str(key),
+            ],
+            env={**os.environ, "CONVEYOR_DATABASE_URL": web_dsn},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def login_page() -> httpx.Response | None:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                return httpx.get(f"https://127.0.0.1:{port}/login", verify=False, timeout=5)
+            except httpx.TransportError:
+                return None
+
+        answer = wait_until(login_page, timeout=60)
+        assert answer.status_code == 200
+        cookie = answer.headers["set-cookie"].lower()
+        assert "secure" in cookie
+        assert "samesite=strict" in cookie
+        assert "httponly" in cookie
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

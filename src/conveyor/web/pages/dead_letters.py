@@ -170,6 +170,8 @@ async def replay_one(request: Request) -> Response:
 
 def confirm_page(request: Request) -> Response:
     user = viewer(request)
+    if not user.may_act:
+        raise HTTPException(403, f"{user.name} is a reader: readers see, only operators act")
     queue, kind = _filters(request)
     if queue is None and kind is None:
         raise HTTPException(400, "choose a queue and/or a kind to replay a set of dead letters")
