@@ -491,3 +491,22 @@ def test_with_tls_a_public_address_is_served_over_https_with_a_secure_cookie(
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_the_csrf_test_covers_every_post_route() -> None:
+    from starlette.routing import Route
+
+    from conveyor.web.app import routes
+
+    posts = {r.path for r in routes() if isinstance(r, Route) and "POST" in (r.methods or set())}
+
+    assert posts == {path for path, _ in POSTS} | {"/login"}
+
+
+def test_login_without_the_csrf_token_is_refused(console_url: str) -> None:
+    with httpx.Client(base_url=console_url) as client:
+        client.get("/login")
+        answer = client.post("/login", data={"username": "alice", "password": "alice-password"})
+
+        assert answer.status_code == 403
+        assert client.get("/", follow_redirects=False).status_code == 303

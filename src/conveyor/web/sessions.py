@@ -56,13 +56,19 @@ async def action_form(request: Request) -> tuple[User, FormData]:
     403 for a missing or wrong token, and for a reader: readers never act.
     """
     user = viewer(request)
+    form = await checked_form(request)
+    if not user.may_act:
+        raise HTTPException(403, f"{user.name} is a reader: readers see, only operators act")
+    return user, form
+
+
+async def checked_form(request: Request) -> FormData:
+    """The form of a POST, once its CSRF token matched the session's (403 otherwise)."""
     form = await request.form()
     sent = form.get("csrf")
     if not isinstance(sent, str) or not hmac.compare_digest(sent, csrf_token(request)):
         raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
-    if not user.may_act:
-        raise HTTPException(403, f"{user.name} is a reader: readers see, only operators act")
-    return user, form
+    return form
 
 
 def safe_path(value: Any) -> str:
@@ -82,11 +88,8 @@ def login_page(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
-    form = await request.form()
+    form = await checked_form(request)
     token = csrf_token(request)
-    sent = form.get("csrf")
-    if not isinstance(sent, str) or not hmac.compare_digest(sent, token):
-        raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
     name, password = str(form.get("username", "")), str(form.get("password", ""))
     user = state(request).users.get(name)
     # A check against a dummy hash for unknown names keeps timing from telling names apart.
@@ -113,19 +116,10 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    await action_form_any_role(request)
+    viewer(request)
+    await checked_form(request)
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
-
-
-async def action_form_any_role(request: Request) -> FormData:
-    """The form of a POST any logged-in user may send (log out), once the CSRF token matched."""
-    viewer(request)
-    form = await request.form()
-    sent = form.get("csrf")
-    if not isinstance(sent, str) or not hmac.compare_digest(sent, csrf_token(request)):
-        raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
-    return form
 
 
 def _client(request: Request) -> str:
