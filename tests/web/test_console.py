@@ -108,6 +108,7 @@ POSTS = [
     ("/dead-letters/replay", {"dead_letter_id": "1"}),
     ("/dead-letters/replay-set", {"queue": "x", "count": "1"}),
     ("/components/forget", {"component": "x"}),
+    ("/jobs/cancel", {"job_id": "1"}),
     ("/logout", {}),
 ]
 
@@ -510,3 +511,22 @@ def test_login_without_the_csrf_token_is_refused(console_url: str) -> None:
 
         assert answer.status_code == 403
         assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_an_operator_cancels_a_job_and_the_reason_names_them(
+    login: Callable[[str], httpx.Client], sql: psycopg.Connection[Any], queue: str
+) -> None:
+    job_id = enqueue(sql, queue)
+    client = login("alice")
+    assert "Cancel job" in client.get(f"/jobs/{job_id}").text
+    assert "Cancel job" not in login("rita").get(f"/jobs/{job_id}").text
+    token = client.csrf  # type: ignore[attr-defined]
+
+    answer = client.post("/jobs/cancel", data={"csrf": token, "job_id": job_id, "reason": "dup"})
+
+    assert answer.status_code == 303
+    status, reason = sql.execute(
+        "SELECT status, cancel_reason FROM job_queue WHERE id = %s", (job_id,)
+    ).fetchone() or (None, None)
+    assert status == "cancelled"
+    assert reason == "cancelled by alice in the console: dup"

@@ -4,6 +4,7 @@ one job's detail. The payload and result are shown to operators only."""
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from typing import Any, LiteralString
 
@@ -11,12 +12,14 @@ import psycopg
 from psycopg import sql
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from conveyor.web.queries import STATES
-from conveyor.web.sessions import viewer
-from conveyor.web.state import read, render
+from conveyor.web.sessions import action_form, viewer
+from conveyor.web.state import act, flash, read, render
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
 _LIST_COLUMNS: LiteralString = """
@@ -29,6 +32,7 @@ _DETAIL_COLUMNS: LiteralString = """
     jq.idempotency_key, jq.run_at, jq.created_at, jq.started_at, jq.finished_at, jq.leased_by,
     jq.lease_expires_at, jq.cancel_requested_at, jq.cancel_reason, jq.last_error, jq.workflow_id
 """
+CANCEL_SQL: LiteralString = "SELECT conveyor.fn_job_cancel(job_id => %s, reason => %s)"
 DEAD_LETTERS_OF_JOB_SQL: LiteralString = """
     SELECT dl.id, dl.reason, dl.error, dl.attempts, dl.failed_at, dl.resolved_at, dl.resolved_by,
            dl.replayed_job_id
@@ -161,7 +165,22 @@ def job_page(request: Request) -> Response:
     return render(request, "job.html", "jobs", user, job_id=job_id, **data)
 
 
+async def cancel(request: Request) -> Response:
+    user, form = await action_form(request)
+    job_id = _int(str(form.get("job_id", "")), "job")
+    if job_id is None:
+        raise HTTPException(400, "job_id is required")
+    given = str(form.get("reason") or "").strip()
+    # fn_job_cancel records no actor: the reason it keeps names who cancelled.
+    reason = f"cancelled by {user.name} in the console" + (f": {given}" if given else "")
+    answer = await act(request, CANCEL_SQL, (job_id, reason[:2000]))
+    log.info("console: %s cancelled job %s: %s", user.name, job_id, answer)
+    flash(request, f"job {job_id}: {answer.get('status', 'cancelled').replace('_', ' ')}")
+    return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+
+
 routes = [
     Route("/jobs", jobs_page, methods=["GET"]),
+    Route("/jobs/cancel", cancel, methods=["POST"]),
     Route("/jobs/{job_id}", job_page, methods=["GET"]),
 ]
