@@ -72,8 +72,13 @@ async def checked_form(request: Request) -> FormData:
 
 
 def safe_path(value: Any) -> str:
-    # Only a path on this site: never an absolute URL an attacker could send a user to.
-    if isinstance(value, str) and value.startswith("/") and not value.startswith("//"):
+    """*value* when it is a path on this site, else "/": never a URL to send a user elsewhere.
+
+    Browsers read "//host" and "/\\host" as another site, and drop tabs and newlines first.
+    """
+    if not isinstance(value, str) or any(c in value for c in "\t\r\n"):
+        return "/"
+    if value.startswith("/") and not value.startswith(("//", "/\\")):
         return value
     return "/"
 
