@@ -81,6 +81,10 @@ def test_every_command_against_an_unreachable_server_says_so_in_one_line(
         assert result.returncode == 0, output
         assert "u:***@127.0.0.1:1/x" in result.stdout
         return
+    if path == ("web", "user", "add"):  # writes the console's users file, never connects
+        assert result.returncode == 2, output
+        assert "Invalid value for '--role': 'x' is not one of 'reader', 'operator'" in output
+        return
     assert result.returncode == 1, output
     assert "Error: cannot connect to" in result.stderr
     assert "check CONVEYOR_DATABASE_URL" in result.stderr

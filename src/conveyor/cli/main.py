@@ -45,11 +45,13 @@ def _register() -> None:
         demo,
         health,
         jobs,
+        metrics,
         operations,
         outbound,
         phase,
         report,
         staging,
+        web,
         worker,
     )
 
@@ -67,6 +69,8 @@ def _register() -> None:
     cli.add_command(demo.demo)
     cli.add_command(outbound.outbound)
     cli.add_command(staging.staging)
+    cli.add_command(web.web)
+    cli.add_command(metrics.metrics_command)
 
 
 _register()
