@@ -22,7 +22,9 @@ BEGIN
     END IF;
     v_problem := fn_mot__template_problem(NEW.steps);
     IF v_problem IS NOT NULL THEN
-        RAISE EXCEPTION 'mot_template %: step %: %', NEW.name, v_problem[1], v_problem[2]
+        RAISE EXCEPTION 'mot_template %: %', NEW.name,
+                        CASE WHEN v_problem[1] = '(steps)' THEN 'steps ' ELSE 'step ' || v_problem[1] || ': ' END
+                        || v_problem[2]
             USING ERRCODE = 'invalid_parameter_value', HINT = v_problem[3];
     END IF;
     RETURN NEW;
