@@ -3,8 +3,12 @@ the job substrate, the lease reaper and MOT workflows switched on, and retries w
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -14,6 +18,8 @@ from psycopg.types.json import Jsonb
 from conveyor.phases import runner
 
 Conn = psycopg.Connection[Any]
+
+HERE = Path(__file__).parent
 
 FLAGS = ("queue.job_substrate.enabled", "queue.lease_reaper.enabled", "workflow.mot.enabled")
 
@@ -68,3 +74,44 @@ def template(sql: Conn, queue: str) -> Callable[..., str]:
         return name
 
     return register
+
+
+@pytest.fixture
+def start_worker(workflow_dsn: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Start `conveyor worker --app workflowapp:registry ARGS…` as a subprocess."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "CONVEYOR_DATABASE_URL": workflow_dsn,
+            "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+        }
+        log_path = tmp_path / f"worker{len(started)}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "conveyor",
+                    "-v",
+                    "worker",
+                    "--app",
+                    "workflowapp:registry",
+                    "--poll-interval",
+                    "0.05",
+                    *args,
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        process.log_path = log_path  # type: ignore[attr-defined]
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)

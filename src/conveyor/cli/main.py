@@ -36,7 +36,7 @@ def cli(ctx: click.Context, database_url: str | None, data_dir: Path | None, ver
 
 
 def _register() -> None:
-    from conveyor.cli import demo, jobs, operations, outbound, phase, report, worker
+    from conveyor.cli import demo, jobs, operations, outbound, phase, report, worker, workflow
 
     cli.add_command(phase.phase)
     cli.add_command(worker.worker)
@@ -49,6 +49,7 @@ def _register() -> None:
     cli.add_command(report.report)
     cli.add_command(demo.demo)
     cli.add_command(outbound.outbound)
+    cli.add_command(workflow.workflow_group)
 
 
 _register()
