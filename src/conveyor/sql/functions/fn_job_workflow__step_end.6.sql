@@ -38,15 +38,20 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    UPDATE job_workflow_step AS st
-       SET outcome = fn_job_workflow__step_end.outcome, finished_at = now()
-     WHERE st.job_id = fn_job_workflow__step_end.job_id
-       AND st.workflow_id = fn_job_workflow__step_end.workflow_id
-       AND st.outcome IS NULL
-    RETURNING st.step_key, st.children, st.on_failure, st.children_satisfied INTO v_step;
-    IF NOT FOUND THEN
+    -- By job_id alone (its unique index): with "outcome IS NULL" in the WHERE, stale statistics
+    -- (a graph just emitted) could pick the open-steps index and scan every open step of the
+    -- workflow for each step end, O(n²) over a wide fan-out.
+    SELECT st.workflow_id, st.step_key, st.children, st.on_failure, st.children_satisfied, st.outcome
+      INTO v_step
+      FROM job_workflow_step AS st
+     WHERE st.job_id = fn_job_workflow__step_end.job_id;
+    IF NOT FOUND OR v_step.outcome IS NOT NULL
+       OR v_step.workflow_id <> fn_job_workflow__step_end.workflow_id THEN
         RETURN;
     END IF;
+    UPDATE job_workflow_step AS st
+       SET outcome = fn_job_workflow__step_end.outcome, finished_at = now()
+     WHERE st.job_id = fn_job_workflow__step_end.job_id;
 
     IF v_status = 'cancelled' THEN
         NULL;  -- the workflow is over; the end is recorded and nothing follows from it

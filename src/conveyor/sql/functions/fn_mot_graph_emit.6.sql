@@ -32,6 +32,7 @@ DECLARE
     v_wf      bigint;
     v_steps   integer;
     v_roots   integer;
+    v_children jsonb;
 BEGIN
     IF NOT fn_config_enabled('workflow.mot.enabled') THEN
         RETURN jsonb_build_object('refused', true, 'reason', 'mot_disabled');
@@ -117,14 +118,21 @@ BEGIN
                                   'idempotency_key', fn_mot_graph_emit.idempotency_key);
     END IF;
 
+    -- Each step's children, as a jsonb object keyed by step (a lookup is a binary search; a join
+    -- against the materialized steps would be estimated blind and can go quadratic).
+    -- The key is a column of its own (jsonb_to_recordset), so the rows the aggregate hashes do
+    -- not carry the whole step: a 10,000-parent join step in each of its 10,000 rows spilled
+    -- 780 MB to disk.
+    SELECT coalesce(jsonb_object_agg(c.parent, to_jsonb(c.keys)), '{}') INTO v_children
+      FROM (SELECT p.parent, array_agg(e.key) AS keys
+              FROM jsonb_to_recordset(v_tpl.steps) AS e(key text, parents jsonb),
+                   jsonb_array_elements_text(coalesce(e.parents, '[]')) AS p(parent)
+             GROUP BY p.parent) AS c;
+
     WITH s AS MATERIALIZED (
         SELECT e.ord, e.step, coalesce(e.step -> 'parents', '[]') AS parents,
                nextval('conveyor.job_queue_id_seq') AS job_id
           FROM jsonb_array_elements(v_tpl.steps) WITH ORDINALITY AS e(step, ord)
-    ), children AS (
-        SELECT p.parent, array_agg(s.step ->> 'key' ORDER BY s.ord) AS keys
-          FROM s, jsonb_array_elements_text(s.parents) AS p(parent)
-         GROUP BY p.parent
     ), jobs AS (
         INSERT INTO job_queue (id, queue, kind, payload, priority, status, max_attempts, workflow_id)
         OVERRIDING SYSTEM VALUE
@@ -144,11 +152,11 @@ BEGIN
     INSERT INTO job_workflow_step (workflow_id, step_key, ord, job_id, kind, executor, parents,
                                    children, pending_parents, on_failure, timeout_seconds)
     SELECT v_wf, s.step ->> 'key', s.ord, s.job_id, s.step ->> 'kind', s.step ->> 'executor',
-           ARRAY(SELECT jsonb_array_elements_text(s.parents)), coalesce(c.keys, '{}'),
+           ARRAY(SELECT jsonb_array_elements_text(s.parents)),
+           ARRAY(SELECT jsonb_array_elements_text(coalesce(v_children -> (s.step ->> 'key'), '[]'))),
            jsonb_array_length(s.parents), coalesce(s.step ->> 'on_failure', 'fail_workflow'),
            (s.step ->> 'timeout_seconds')::integer
-      FROM s
-      LEFT JOIN children AS c ON c.parent = s.step ->> 'key';
+      FROM s;
 
     SELECT count(*) INTO v_roots
       FROM jsonb_array_elements(v_tpl.steps) AS e(step)
