@@ -3,6 +3,7 @@ re-applies; its rollback refuses while a workflow still has live steps."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -71,3 +72,40 @@ def test_rollback_refuses_while_a_workflow_has_live_steps_and_keeps_the_flag(
     phase4_db.execute("SELECT conveyor.fn_job_workflow_cancel(%s)", (workflow,))
     with pytest.raises(PhaseError, match="archive"):
         runner.rollback(phase4_db, 6, "tests")
+
+
+def test_rollback_archives_the_workflows_and_restore_brings_them_back_after_reapply(
+    phase4_db: Conn, tmp_path: Path
+) -> None:
+    runner.ratify(phase4_db, 6, "tests")
+    runner.apply(phase4_db, 6, "tests")
+    phase4_db.execute(
+        "UPDATE conveyor.dot_config SET value = 'true'"
+        " WHERE key IN ('workflow.mot.enabled', 'queue.job_substrate.enabled')"
+    )
+    emitted = scalar(phase4_db, "SELECT conveyor.fn_mot_graph_emit('staging.cut_pipeline')")
+    phase4_db.execute("SELECT conveyor.fn_job_workflow_cancel(%s)", (emitted["workflow_id"],))
+    archive = tmp_path / "phase6.sql"
+
+    result = runner.rollback(phase4_db, 6, "tests", archive=archive)
+    runner.ratify(phase4_db, 6, "tests")
+    runner.apply(phase4_db, 6, "tests")
+    restored = runner.restore(phase4_db, archive)
+
+    assert result.archived == {
+        "conveyor.job_workflow": 1,
+        "conveyor.job_workflow_step": 6,
+        "conveyor.mot_template": 1,
+    }
+    assert restored["conveyor.job_workflow_step"] == 6
+    phase4_db.execute(
+        "UPDATE conveyor.dot_config SET value = 'true' WHERE key = 'workflow.mot.enabled'"
+    )
+    status = scalar(
+        phase4_db,
+        "SELECT status FROM conveyor.job_workflow WHERE id = %s",
+        (emitted["workflow_id"],),
+    )
+    again = scalar(phase4_db, "SELECT conveyor.fn_mot_graph_emit('staging.cut_pipeline')")
+    assert status == "cancelled"
+    assert again["workflow_id"] > emitted["workflow_id"]
