@@ -265,22 +265,19 @@ def graph_drains(url: str, reps: int, poll: float) -> dict[str, Any]:
 
 
 def operator(url: str, stop: threading.Event, approved: list[int]) -> None:
-    """Completes every queued approve step as soon as it sees one (a very fast person)."""
+    """Approves every queued approve step as soon as it sees it (a very fast person): one
+    statement completes all approvals queued at that moment, each through
+    fn_job_workflow_complete_step."""
     with psycopg.connect(url, autocommit=True) as conn:
         while not stop.is_set():
             rows = conn.execute(
-                "SELECT st.workflow_id FROM conveyor.job_workflow_step AS st"
-                " JOIN conveyor.job_queue AS jq ON jq.id = st.job_id"
+                "SELECT st.workflow_id, conveyor.fn_job_workflow_complete_step("
+                "           st.workflow_id, 'approve', 'bench')"
+                "  FROM conveyor.job_workflow_step AS st"
+                "  JOIN conveyor.job_queue AS jq ON jq.id = st.job_id"
                 " WHERE jq.queue = 'operator' AND jq.status = 'queued' AND st.step_key = 'approve'"
             ).fetchall()
-            for (workflow_id,) in rows:
-                answer = scalar(
-                    conn,
-                    "SELECT conveyor.fn_job_workflow_complete_step(%s, 'approve', 'bench')",
-                    (workflow_id,),
-                )
-                if answer.get("ok"):
-                    approved.append(int(workflow_id))
+            approved.extend(int(w) for w, answer in rows if answer.get("ok"))
             if not rows:
                 time.sleep(0.005)
 
@@ -309,6 +306,8 @@ def pipelines(url: str, count: int, poll: float, rate: float) -> dict[str, Any]:
             wait_settled(conn, ids)
         finally:
             stop.set()
+            if person.is_alive():
+                person.join(timeout=30)
             workers.stop()
         rows = conn.execute(
             "SELECT status, created_at, finished_at FROM conveyor.job_workflow WHERE id = ANY(%s)",
