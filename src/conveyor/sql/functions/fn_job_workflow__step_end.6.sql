@@ -30,6 +30,7 @@ DECLARE
     v_step    record;
     v_ended   integer := 1;
     v_skipped bigint[];
+    v_satisfy boolean;
 BEGIN
     SELECT jw.status INTO v_status
       FROM job_workflow AS jw
@@ -49,18 +50,20 @@ BEGIN
        OR v_step.workflow_id <> fn_job_workflow__step_end.workflow_id THEN
         RETURN;
     END IF;
+    -- Children are counted once per step (a replayed continue step does not count them again).
+    v_satisfy := v_status <> 'cancelled' AND NOT v_step.children_satisfied
+                 AND (fn_job_workflow__step_end.outcome = 'succeeded' OR v_step.on_failure = 'continue');
     UPDATE job_workflow_step AS st
-       SET outcome = fn_job_workflow__step_end.outcome, finished_at = now()
+       SET outcome = fn_job_workflow__step_end.outcome, finished_at = now(),
+           children_satisfied = st.children_satisfied OR v_satisfy
      WHERE st.job_id = fn_job_workflow__step_end.job_id;
 
     IF v_status = 'cancelled' THEN
         NULL;  -- the workflow is over; the end is recorded and nothing follows from it
     ELSIF fn_job_workflow__step_end.outcome = 'succeeded' OR v_step.on_failure = 'continue' THEN
-        IF NOT v_step.children_satisfied THEN  -- a replayed continue step counts its children once
+        IF v_satisfy THEN
             PERFORM fn_job_workflow__satisfy(fn_job_workflow__step_end.workflow_id, v_step.children,
                                              v_status = 'active');
-            UPDATE job_workflow_step AS st SET children_satisfied = true
-             WHERE st.workflow_id = fn_job_workflow__step_end.workflow_id AND st.step_key = v_step.step_key;
         END IF;
     ELSIF v_step.on_failure = 'skip_dependents' THEN
         WITH RECURSIVE downstream (step_key) AS (
