@@ -15,7 +15,9 @@ Measured (median of --reps where repeated):
     bookkeeping + release);
   * pipelines: 1,000 emits of staging.cut_pipeline (6 steps, the approval an operator step)
     through 2 workers; a stand-in operator thread completes each approval as soon as it is
-    queued. workflows/s over the run, p50/p99 of created_at → finished_at.
+    queued. workflows/s over the run, p50/p99 of created_at → finished_at. First all 1,000 in
+    one transaction (a full backlog: throughput), then one at a time at half that rate (latency
+    below saturation).
 The workers poll every --poll-interval s: a released step is an UPDATE, which the NOTIFY bridge
 does not announce, so each hop of a chain waits up to one poll.
 """
@@ -293,10 +295,19 @@ def pipelines(url: str, count: int, poll: float, rate: float) -> dict[str, Any]:
             wait_workers_ready(conn)
             person.start()
             ids: list[int] = []
+            if rate == 0:  # one transaction emits them all: the workers find a full backlog
+                ids = [
+                    int(r[0])
+                    for r in conn.execute(
+                        "SELECT (conveyor.fn_mot_graph_emit('staging.cut_pipeline',"
+                        " params => jsonb_build_object('record_id', g)) ->> 'workflow_id')::bigint"
+                        " FROM generate_series(1, %s) AS g",
+                        (count,),
+                    )
+                ]
             t0 = time.perf_counter()
-            for i in range(count):
-                if rate > 0:
-                    time.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
+            for i in range(count if rate > 0 else 0):
+                time.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
                 answer = scalar(
                     conn,
                     "SELECT conveyor.fn_mot_graph_emit('staging.cut_pipeline', params => %s)",
