@@ -16,8 +16,8 @@ Measured (median of --reps where repeated):
   * pipelines: 1,000 emits of staging.cut_pipeline (6 steps, the approval an operator step)
     through 2 workers; a stand-in operator thread completes each approval as soon as it is
     queued. workflows/s over the run, p50/p99 of created_at → finished_at. First all 1,000 in
-    one transaction (a full backlog: throughput), then one at a time at half that rate (latency
-    below saturation).
+    one transaction (a full backlog: throughput), then one emit at a time at --paced-rate
+    (default 30/s: latency below saturation).
 The workers poll every --poll-interval s: a released step is an UPDATE, which the NOTIFY bridge
 does not announce, so each hop of a chain waits up to one poll.
 """
@@ -346,6 +346,9 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--pipelines", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=0.0, help="pipelines/s (0: all at once)")
+    parser.add_argument(
+        "--paced-rate", type=float, default=30.0, help="after a backlog run: again at this rate"
+    )
     parser.add_argument("--poll-interval", type=float, default=0.02)
     args = parser.parse_args()
     server = None
@@ -365,9 +368,10 @@ def main() -> int:
         result: dict[str, Any] = {"release": release_overhead(url, args.reps)}
         result["drain"] = graph_drains(url, args.reps, args.poll_interval)
         result["pipelines"] = pipelines(url, args.pipelines, args.poll_interval, args.rate)
-        if args.rate == 0:
-            paced = max(1.0, result["pipelines"]["workflows_per_s"] / 2)
-            result["pipelines_paced"] = pipelines(url, args.pipelines, args.poll_interval, paced)
+        if args.rate == 0 and args.paced_rate > 0:
+            result["pipelines_paced"] = pipelines(
+                url, args.pipelines, args.poll_interval, args.paced_rate
+            )
         result["poll_interval_s"] = args.poll_interval
         print(json.dumps(result, indent=2))
     finally:
