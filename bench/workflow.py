@@ -339,6 +339,34 @@ def pipelines(url: str, count: int, poll: float, rate: float) -> dict[str, Any]:
     }
 
 
+def pgboss(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The same fan-out and fan-in with pg-boss flow() on a scratch database of the same server."""
+    name = f"pgboss_workflow_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        done = subprocess.run(
+            [
+                args.node,
+                str(HERE / "workflow_pgboss.mjs"),
+                "--dsn",
+                scratch(dsn, name),
+                "--reps",
+                str(args.reps),
+            ],
+            env={**os.environ, "PGBOSS_NODE_MODULES": str(args.pgboss_modules)},
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=True,
+        )
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return answer
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dsn", default=None, help="a role that may create databases")
@@ -350,6 +378,13 @@ def main() -> int:
         "--paced-rate", type=float, default=30.0, help="after a backlog run: again at this rate"
     )
     parser.add_argument("--poll-interval", type=float, default=0.02)
+    parser.add_argument(
+        "--pgboss-modules",
+        type=Path,
+        default=None,
+        help="node_modules with pg-boss and pg: compare",
+    )
+    parser.add_argument("--node", default="node", help="node >= 22.12 (for --pgboss-modules)")
     args = parser.parse_args()
     server = None
     dsn = args.dsn
@@ -373,6 +408,13 @@ def main() -> int:
                 url, args.pipelines, args.poll_interval, args.paced_rate
             )
         result["poll_interval_s"] = args.poll_interval
+        if args.pgboss_modules is not None:
+            result["pgboss"] = pgboss(dsn, args)
+            for shape in ("fan_out", "fan_in"):
+                ours = result["drain"][f"bench.{shape}"]["drain_s"]
+                result["pgboss"][shape]["drain_ratio_pgboss_over_conveyor"] = round(
+                    result["pgboss"][shape]["drain_s"] / ours, 2
+                )
         print(json.dumps(result, indent=2))
     finally:
         with psycopg.connect(dsn, autocommit=True) as admin:
