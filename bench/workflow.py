@@ -36,6 +36,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -63,6 +64,16 @@ def scratch(dsn: str, name: str) -> str:
     params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
     params["dbname"] = name
     return make_conninfo("", **params)
+
+
+def as_url(dsn: str) -> str:
+    """A libpq key=value string as a postgresql:// URL (node's pg takes URLs only)."""
+    p = conninfo_to_dict(dsn)
+    auth = quote(str(p.get("user", "postgres")), safe="")
+    if p.get("password"):
+        auth += ":" + quote(str(p["password"]), safe="")
+    host = str(p.get("host", "localhost"))
+    return f"postgresql://{auth}@{host}:{p.get('port', 5432)}/{p.get('dbname', 'postgres')}"
 
 
 def scalar(conn: Conn, query: Any, params: Any = None) -> Any:
@@ -237,9 +248,11 @@ def wait_settled(conn: Conn, workflow_ids: list[int], timeout: float = 600) -> N
 
 
 def graph_drains(url: str, reps: int, poll: float) -> dict[str, Any]:
+    """Emit (or, for bench.plain, enqueue 10,001 plain jobs) with the 2 workers running; the
+    clock runs from just before the emit to the last step's end."""
     results: dict[str, Any] = {}
     with psycopg.connect(url, autocommit=True) as conn:
-        for template in ("bench.fan_out", "bench.fan_in"):
+        for template in ("bench.plain", "bench.fan_out", "bench.fan_in"):
             emits: list[float] = []
             drains: list[float] = []
             for _ in range(reps):
@@ -248,22 +261,42 @@ def graph_drains(url: str, reps: int, poll: float) -> dict[str, Any]:
                 try:
                     wait_workers_ready(conn)
                     t0 = time.perf_counter()
-                    workflow, emit_s = emit_timed(conn, template)
-                    wait_settled(conn, [workflow])
+                    if template == "bench.plain":
+                        conn.execute(
+                            "SELECT conveyor.fn_job_enqueue_many(%s)",
+                            (Jsonb([{"kind": "bench.step", "payload": {}}] * 10_001),),
+                        )
+                        emits.append(time.perf_counter() - t0)
+                        wait_drained(conn)
+                    else:
+                        workflow, emit_s = emit_timed(conn, template)
+                        emits.append(emit_s)
+                        wait_settled(conn, [workflow])
+                        status = scalar(
+                            conn,
+                            "SELECT status FROM conveyor.job_workflow WHERE id = %s",
+                            (workflow,),
+                        )
+                        assert status == "succeeded", status
                     drains.append(time.perf_counter() - t0)
-                    emits.append(emit_s)
                 finally:
                     workers.stop()
-                status = scalar(
-                    conn, "SELECT status FROM conveyor.job_workflow WHERE id = %s", (workflow,)
-                )
-                assert status == "succeeded", status
             results[template] = {
                 "emit_s": round(statistics.median(emits), 3),
                 "drain_s": round(statistics.median(drains), 3),
                 "steps_per_s": round(10_001 / statistics.median(drains)),
             }
     return results
+
+
+def wait_drained(conn: Conn, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while scalar(
+        conn, "SELECT count(*) FROM conveyor.job_queue WHERE status IN ('queued', 'in_progress')"
+    ):
+        if time.monotonic() > deadline:
+            raise RuntimeError("jobs did not drain")
+        time.sleep(0.01)
 
 
 def operator(url: str, stop: threading.Event, approved: list[int]) -> None:
@@ -350,7 +383,7 @@ def pgboss(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
                 args.node,
                 str(HERE / "workflow_pgboss.mjs"),
                 "--dsn",
-                scratch(dsn, name),
+                as_url(scratch(dsn, name)),
                 "--reps",
                 str(args.reps),
             ],
@@ -410,7 +443,7 @@ def main() -> int:
         result["poll_interval_s"] = args.poll_interval
         if args.pgboss_modules is not None:
             result["pgboss"] = pgboss(dsn, args)
-            for shape in ("fan_out", "fan_in"):
+            for shape in ("plain", "fan_out", "fan_in"):
                 ours = result["drain"][f"bench.{shape}"]["drain_s"]
                 result["pgboss"][shape]["drain_ratio_pgboss_over_conveyor"] = round(
                     result["pgboss"][shape]["drain_s"] / ours, 2

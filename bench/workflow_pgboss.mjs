@@ -1,6 +1,7 @@
 // pg-boss side of bench/workflow.py: the same 10,001-job fan-out (1 → 10,000) and fan-in
 // (10,000 → 1) emitted with boss.flow() (pg-boss >= 12.x, dependsOn), drained by 2 worker
-// processes with a no-op handler, on the database given. Mirrors the shared bench's pgboss
+// processes with a no-op handler, on the database given; and, for scale, 10,001 plain jobs
+// (boss.insert, no dependencies) through the same workers. Mirrors the shared bench's pgboss
 // adapter settings: queue created with { notify: true }, workers with useListenNotify, work()
 // with batchSize 50 and burstWhenBatchFull, everything else pg-boss defaults. Prints one JSON line.
 //
@@ -50,7 +51,7 @@ async function childMain (a) {
 }
 
 function graph (shape) {
-  if (shape === 'fan_out') {
+  if (shape === 'fan_out' || shape === 'plain') { // plain: the same 10,001 jobs, no dependencies
     return [{ ref: 'root', name: null }].concat(
       Array.from({ length: WIDTH }, (_, i) => ({ ref: `c${i}`, dependsOn: ['root'] })))
   }
@@ -67,7 +68,8 @@ async function runOnce (a, boss, shape, rep) {
   await Promise.all(kids.map((k) => new Promise((resolve) => k.on('message', (m) => { if (m === 'ready') resolve() }))))
   const jobs = graph(shape).map((j) => ({ ...j, name: queue, data: {} }))
   const t0 = now()
-  await boss.flow(jobs)
+  if (shape === 'plain') await boss.insert(queue, jobs.map(() => ({ data: {} })))
+  else await boss.flow(jobs)
   const emit = now() - t0
   while (await unfinished(a.dsn, queue) > 0) await sleep(10)
   const drain = now() - t0
@@ -82,7 +84,7 @@ async function main (a) {
   await boss.start()
   const result = { version: (await import(pathToFileURL(path.join(MODS, 'pg-boss', 'package.json')).href, { with: { type: 'json' } })).default.version }
   try {
-    for (const shape of ['fan_out', 'fan_in']) {
+    for (const shape of ['plain', 'fan_out', 'fan_in']) {
       const runs = []
       for (let rep = 0; rep < a.reps; rep++) runs.push(await runOnce(a, boss, shape, rep))
       const median = (xs) => xs.sort((x, y) => x - y)[Math.floor(xs.length / 2)]
