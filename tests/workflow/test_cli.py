@@ -115,3 +115,11 @@ def test_bad_input_gets_one_line_saying_what_was_wrong(
     assert unknown.returncode == 1 and "not_found" in unknown.stderr
     for result in (refused, bad_params, missing, unknown):
         assert "Traceback" not in result.stderr
+
+
+def test_a_database_without_phase_6_gets_one_line_saying_what_to_apply(empty_dsn: str) -> None:
+    result = conveyor("list", url=empty_dsn)
+
+    assert result.returncode == 1
+    assert "phase 6 (MOT workflows) is not applied" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -109,3 +109,24 @@ def test_rollback_archives_the_workflows_and_restore_brings_them_back_after_reap
     again = scalar(phase4_db, "SELECT conveyor.fn_mot_graph_emit('staging.cut_pipeline')")
     assert status == "cancelled"
     assert again["workflow_id"] > emitted["workflow_id"]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "DROP TRIGGER job_queue_workflow_step_ended_trg ON conveyor.job_queue",
+        "DROP FUNCTION conveyor.fn_job_workflow_complete_step(bigint, text, text, jsonb)",
+        "ALTER TABLE conveyor.executor_kind DROP CONSTRAINT executor_kind_not_mot_check",
+        "UPDATE conveyor.job_workflow_step SET pending_parents = 0 WHERE false;"
+        " DROP FUNCTION conveyor.fn_job_workflow__satisfy(bigint, text[], boolean) CASCADE",
+    ],
+)
+def test_the_gate_fails_when_phase_6_is_broken(phase4_db: Conn, damage: str) -> None:
+    runner.ratify(phase4_db, 6, "tests")
+    runner.apply(phase4_db, 6, "tests")
+    for statement in damage.split("; "):
+        phase4_db.execute(statement.encode())
+
+    failures = runner.verify(phase4_db, 6, "tests").failures
+
+    assert failures, "the gate passed a broken phase 6"

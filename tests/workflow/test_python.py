@@ -4,18 +4,16 @@ the tick runs fn_job_workflow_refresh once phase 6 is applied."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
 import psycopg
 import pytest
 
-from conveyor import tick, workflow
+from conveyor import jobs, tick, workflow
 from conveyor.errors import ConfigError, Disabled, InvalidInput, Refused
 from conveyor.handlers import JobContext
-from conveyor.jobs import ClaimedJob
-from workflow.support import claim_step, complete, run_step, step_job
+from workflow.support import run_step, step_job
 
 Conn = psycopg.Connection[Any]
 Template = Callable[..., str]
@@ -96,13 +94,10 @@ def test_a_transactional_handler_reads_its_parents_through_its_context(
         sql, template([{"key": "a"}, {"key": "b", "parents": ["a"]}])
     ).workflow_id
     run_step(sql, queue, workflow_id, "a", {"rows": 2})
-    lease = claim_step(sql, queue, workflow_id, "b")
-    job = ClaimedJob(
-        lease.job_id, queue, lease.kind, lease.payload, 0, 1, 5, lease.token, datetime.now(UTC)
-    )
+    (job,) = jobs.claim(sql, "tests", queues=[queue])
 
     parents = JobContext(job=job, worker="w", conn=sql).parents()
-    complete(sql, lease)
+    sql.execute("SELECT fn_job_complete(%s, %s)", (job.job_id, job.lease_token))
 
     assert {k: p.result for k, p in parents.items()} == {"a": {"rows": 2}}
     with pytest.raises(ConfigError, match="needs a psycopg Connection"):

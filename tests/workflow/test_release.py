@@ -207,7 +207,7 @@ def test_emit_refuses_while_workflows_are_switched_off(db: Conn) -> None:
 
     answer = scalar(db, "SELECT fn_mot_graph_emit('staging.cut_pipeline')")
 
-    assert answer == {"refused": True, "reason": "mot_disabled"}
+    assert answer == {"refused": True, "reason": "mot_disabled", "flag": "workflow.mot.enabled"}
     assert scalar(db, "SELECT count(*) FROM job_workflow WHERE created_at = now()") == 0
 
 

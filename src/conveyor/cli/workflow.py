@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
+import psycopg
 from rich.table import Table
 
-from conveyor import workflow
-from conveyor.cli.context import connection, console
+from conveyor import tick, workflow
+from conveyor.cli.context import connection as open_connection
+from conveyor.cli.context import console
 
 STATE_STYLES = {
     "waiting": "dim",
@@ -22,6 +26,21 @@ STATE_STYLES = {
     "skipped": "magenta",
     "active": "yellow",
 }
+
+
+@contextmanager
+def connection(ctx: click.Context) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to a database with phase 6 applied, else one line saying how to get there."""
+    with open_connection(ctx) as conn:
+        row = conn.execute("SELECT to_regclass('conveyor_meta.phase_state') IS NOT NULL").fetchone()
+        phases = conn.execute(tick.APPLIED_SQL).fetchone() if row and row[0] else None
+        applied = phases is not None and 6 in set(phases[0])
+        if not applied:
+            raise click.ClickException(
+                "phase 6 (MOT workflows) is not applied to this database; run "
+                "`conveyor phase ratify 6 --by NAME` and `conveyor phase apply 6` first"
+            )
+        yield conn
 
 
 def _json_object(text: str, option: str) -> dict[str, Any]:

@@ -22,7 +22,8 @@ DECLARE
     v_requested integer;
 BEGIN
     IF NOT fn_config_enabled('workflow.mot.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'mot_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'mot_disabled',
+                                  'flag', 'workflow.mot.enabled');
     END IF;
     IF fn_job_workflow_cancel.workflow_id IS NULL THEN
         RAISE EXCEPTION 'fn_job_workflow_cancel: workflow_id is required'

@@ -21,7 +21,8 @@ DECLARE
     v_status text;
 BEGIN
     IF NOT fn_config_enabled('workflow.mot.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'mot_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'mot_disabled',
+                                  'flag', 'workflow.mot.enabled');
     END IF;
     IF fn_job_workflow_complete_step.workflow_id IS NULL OR fn_job_workflow_complete_step.step IS NULL THEN
         RAISE EXCEPTION 'fn_job_workflow_complete_step: workflow_id and step are required'

@@ -14,7 +14,8 @@ DECLARE
     v_parents jsonb;
 BEGIN
     IF NOT fn_config_enabled('workflow.mot.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'mot_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'mot_disabled',
+                                  'flag', 'workflow.mot.enabled');
     END IF;
     IF fn_job_workflow_parents.job_id IS NULL THEN
         RAISE EXCEPTION 'fn_job_workflow_parents: job_id is required'

@@ -26,7 +26,8 @@ DECLARE
     v_settled   integer;
 BEGIN
     IF NOT fn_config_enabled('workflow.mot.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'mot_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'mot_disabled',
+                                  'flag', 'workflow.mot.enabled');
     END IF;
 
     WITH stuck AS (

@@ -35,10 +35,12 @@ DECLARE
     v_children jsonb;
 BEGIN
     IF NOT fn_config_enabled('workflow.mot.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'mot_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'mot_disabled',
+                                  'flag', 'workflow.mot.enabled');
     END IF;
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
-        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled');
+        RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled',
+                                  'flag', 'queue.job_substrate.enabled');
     END IF;
     IF fn_mot_graph_emit.template IS NULL THEN
         RAISE EXCEPTION 'fn_mot_graph_emit: template is required'

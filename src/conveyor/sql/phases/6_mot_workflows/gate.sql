@@ -183,14 +183,14 @@ SELECT 'privileges: PUBLIC executes no phase 6 function; definers pin search_pat
                                        WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')) = 0
        AND count(*) FILTER (WHERE p.prosecdef AND NOT EXISTS (
                SELECT 1 FROM unnest(p.proconfig) AS c(setting) WHERE c.setting LIKE 'search_path=%')) = 0
-       AND has_function_privilege('conveyor_worker', 'conveyor.fn_mot_graph_emit(text, integer, jsonb, text, boolean, text)', 'EXECUTE')
-       AND has_function_privilege('conveyor_worker', 'conveyor.fn_job_workflow_parents(bigint)', 'EXECUTE')
-       AND NOT has_function_privilege('conveyor_worker', 'conveyor.fn_job_workflow_complete_step(bigint, text, text, jsonb)', 'EXECUTE')
-       AND NOT has_function_privilege('conveyor_worker', 'conveyor.fn_mot_template_register(text, jsonb, text, text)', 'EXECUTE')
-       AND has_function_privilege('conveyor_admin', 'conveyor.fn_job_workflow_refresh()', 'EXECUTE')
-       AND has_table_privilege('conveyor_reader', 'conveyor.v_job_workflow_health', 'SELECT')
-       AND NOT has_table_privilege('conveyor_reader', 'conveyor.job_workflow', 'SELECT')
-       AND NOT has_table_privilege('conveyor_worker', 'conveyor.mot_template', 'SELECT'),
+       AND COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_mot_graph_emit(text, integer, jsonb, text, boolean, text)'), 'EXECUTE'), false)
+       AND COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_job_workflow_parents(bigint)'), 'EXECUTE'), false)
+       AND NOT COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_job_workflow_complete_step(bigint, text, text, jsonb)'), 'EXECUTE'), true)
+       AND NOT COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_mot_template_register(text, jsonb, text, text)'), 'EXECUTE'), true)
+       AND COALESCE(has_function_privilege('conveyor_admin', to_regprocedure('conveyor.fn_job_workflow_refresh()'), 'EXECUTE'), false)
+       AND COALESCE(has_table_privilege('conveyor_reader', to_regclass('conveyor.v_job_workflow_health'), 'SELECT'), false)
+       AND NOT COALESCE(has_table_privilege('conveyor_reader', to_regclass('conveyor.job_workflow'), 'SELECT'), true)
+       AND NOT COALESCE(has_table_privilege('conveyor_worker', to_regclass('conveyor.mot_template'), 'SELECT'), true),
        count(*) || ' functions checked'
   FROM pg_catalog.pg_proc AS p
   JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
