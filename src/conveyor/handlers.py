@@ -15,6 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
+
+from conveyor import workflow
 from conveyor.errors import ConfigError
 from conveyor.jobs import ClaimedJob
 from conveyor.types import JsonObject
@@ -66,6 +69,18 @@ class JobContext:
     def cancelled(self) -> bool:
         """True once the job was cancelled or its lease lost: stop work and return."""
         return self._cancelled.is_set()
+
+    def parents(self, conn: Any = None) -> dict[str, workflow.Parent]:
+        """This workflow step's parents with their results ({} for a plain job), read through
+        fn_job_workflow_parents on *conn*, else on the transactional handler's ``conn``.
+        Async handlers: ``await conveyor.workflow.aparents(conn, job.job.job_id)``."""
+        target = conn if conn is not None else self.conn
+        if not isinstance(target, psycopg.Connection):
+            raise ConfigError(
+                f"job {self.job.job_id}: parents() needs a psycopg Connection: pass one, or "
+                "register the handler with transactional=True (async: workflow.aparents)"
+            )
+        return workflow.parents(target, self.job.job_id)
 
     def raise_if_cancelled(self) -> None:
         """Raise asyncio.CancelledError when the job should stop (cooperative cancellation)."""

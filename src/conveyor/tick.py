@@ -42,6 +42,7 @@ STEPS: tuple[Step, ...] = (
     Step("outbound", "SELECT conveyor.fn_iu_outbound_tick(name => 'iu_outbound_default')", 0),
     Step("retention", "SELECT conveyor.fn_job_prune()", 2, True),
     Step("periodic", "SELECT conveyor.fn_periodic_enqueue_due()", 3),
+    Step("workflow_refresh", "SELECT conveyor.fn_job_workflow_refresh()", 6),
 )
 
 _MAX_REPEATS = 20  # bound one round's work; the next tick continues

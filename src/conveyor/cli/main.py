@@ -53,6 +53,7 @@ def _register() -> None:
         staging,
         web,
         worker,
+        workflow,
     )
 
     cli.add_command(phase.phase)
@@ -71,6 +72,7 @@ def _register() -> None:
     cli.add_command(staging.staging)
     cli.add_command(web.web)
     cli.add_command(metrics.metrics_command)
+    cli.add_command(workflow.workflow_group)
 
 
 _register()
