@@ -7,8 +7,9 @@
 On a scratch database (phases 0–1, substrate on, dropped at the end): one producer, one
 connection, autocommit, so each `enqueue` is one call and one transaction (the way a web
 request enqueues); `enqueue_many` sends --batch jobs per call. The sync and the async client
-alternate for --rounds rounds (which goes first alternates too, so drift hits both alike), and
-the figure is each one's median jobs/s and async ÷ sync. Prints one JSON line last.
+alternate for --rounds rounds after one untimed warm-up each (which goes first alternates too,
+so drift hits both alike); the figure is each one's median jobs/s and async ÷ sync. Prints one
+JSON line last.
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ def measure(url: str, count: int, batch: int, rounds: int) -> dict[str, Any]:
         "sync": lambda: sync_round(url, count, batch),
         "async": lambda: asyncio.run(async_round(url, count, batch)),
     }
+    for run in runs.values():  # warm-up, untimed: caches, prepared statements, the first page
+        clear(url)
+        run()
     rates: dict[str, list[float]] = {"sync": [], "async": []}
     for number in range(rounds):
         order = ["sync", "async"] if number % 2 == 0 else ["async", "sync"]
@@ -102,7 +106,7 @@ def main() -> int:
     parser.add_argument("--dsn", default=None, help="a role that may create databases")
     parser.add_argument("--jobs", type=int, default=5000, help="jobs per round (one call each)")
     parser.add_argument("--batch", type=int, default=500, help="jobs per enqueue_many call")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per client")
+    parser.add_argument("--rounds", type=int, default=9, help="rounds per client")
     args = parser.parse_args()
     admin_dsn = args.dsn or db.resolve_url()
     name = f"conveyor_async_bench_{uuid.uuid4().hex[:8]}"
