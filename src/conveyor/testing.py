@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -298,7 +300,7 @@ def _with_database(dsn: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def conveyor_server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def conveyor_server_dsn() -> Iterator[str]:
     """URL of a role that may create databases: CONVEYOR_TEST_DATABASE_URL, else embedded."""
     url = os.environ.get("CONVEYOR_TEST_DATABASE_URL")
     if url:
@@ -306,12 +308,17 @@ def conveyor_server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         return
     from conveyor.embedded import EmbeddedServer
 
-    server = EmbeddedServer(Path(tmp_path_factory.mktemp("conveyor")) / "pgdata")
+    # Not under pytest's own temporary directory (mode 0700): as root the embedded server runs
+    # as conveyor-pg, which must be able to enter the data directory's parent.
+    base = Path(tempfile.mkdtemp(prefix="conveyor-test-"))
+    base.chmod(0o755)
+    server = EmbeddedServer(base / "pgdata")
     server.start()
     try:
         yield str(server.dsn)
     finally:
         server.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
