@@ -47,6 +47,8 @@ def test_every_sync_client_function_has_an_async_twin_with_the_same_signature() 
             (p.name, p.kind, p.default, p.annotation) for p in async_parameters[1:]
         ], name
         assert async_parameters[0].annotation == "AsyncConn", name
+        sync_return = inspect.signature(getattr(sync_jobs, name)).return_annotation
+        assert inspect.signature(twin).return_annotation == sync_return, name
 
 
 def test_enqueue_claim_extend_complete_runs_one_job_to_success(client: Client) -> None:
