@@ -1,5 +1,6 @@
 """`pip install` from a built wheel, as a user gets conveyor: the wheel carries the SQL files and
-py.typed, `conveyor demo` runs from a fresh virtualenv, and a user's module passes
+py.typed, `conveyor demo` runs from a fresh virtualenv, a user's test suite runs with the
+conveyor.testing plugin on its embedded server, and a user's module passes
 `mypy --strict` against the installed package (while a wrong call is caught)."""
 
 from __future__ import annotations
@@ -9,10 +10,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from ecosystem.support import USER_APP, USER_TESTS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,6 +108,20 @@ def test_the_wheel_installs_in_a_fresh_venv_runs_the_demo_and_type_checks_user_c
     assert "ran: 5 jobs by hand through the SQL functions" in demo.stdout
     located = run([str(python), "-c", "import conveyor; print(conveyor.__file__)"], tmp_path, env)
     assert str(venv) in located.stdout  # the wheel's copy, not the source tree
+
+    # A user's own test suite with the plugin, from the wheel, on its default embedded server.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "app.py").write_text(textwrap.dedent(USER_APP))
+    (project / "test_app.py").write_text(textwrap.dedent(USER_TESTS))
+    with_pytest = run([str(python), "-m", "pip", "install", "-q", "pytest"], tmp_path, env)
+    assert with_pytest.returncode == 0, with_pytest.stderr
+    suite = run(
+        [str(python), "-m", "pytest", "-p", "conveyor.testing", "-p", "no:cacheprovider"],
+        project,
+        {**env, "PYTHONPATH": str(project)},
+    )
+    assert "1 failed, 4 passed" in suite.stdout, suite.stdout + suite.stderr
 
     (tmp_path / "user_app.py").write_text(USER_CODE)
     (tmp_path / "wrong_app.py").write_text(WRONG_CODE)

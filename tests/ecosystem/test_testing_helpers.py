@@ -17,74 +17,8 @@ import pytest
 
 from conveyor import Fail, JobContext, Registry, Retry, Snooze, aio, jobs
 from conveyor.testing import adrain, assert_enqueued, drain, enqueued
+from ecosystem.support import USER_APP, USER_TESTS
 from helpers import scalar, unique
-
-USER_APP = '''
-    """A user's app: signing up enqueues a welcome mail, in the same transaction."""
-    from conveyor import Registry, Retry, enqueue
-
-    registry = Registry()
-
-
-    def sign_up(conn, email):
-        with conn.transaction():
-            conn.execute("INSERT INTO users (email) VALUES (%s)", (email,))
-            enqueue(conn, "mail.welcome", {"email": email}, queue="mail")
-
-
-    @registry.handler("mail.welcome", transactional=True)
-    def send_welcome(context):
-        email = context.payload["email"]
-        if email.endswith("@bounce.test"):
-            raise Retry("mailbox unavailable")
-        context.conn.execute("INSERT INTO sent (email) VALUES (%s)", (email,))
-        return {"sent_to": email}
-'''
-
-USER_TESTS = """
-    import pytest
-    from conveyor.testing import assert_enqueued, assert_not_enqueued, drain
-
-    from app import registry, sign_up
-
-
-    @pytest.fixture
-    def db(conveyor_db):
-        conveyor_db.execute("CREATE TABLE users (email text PRIMARY KEY)")
-        conveyor_db.execute("CREATE TABLE sent (email text)")
-        return conveyor_db
-
-
-    def test_sign_up_enqueues_one_welcome_mail(db):
-        sign_up(db, "ada@example.test")
-        [job] = assert_enqueued(db, "mail.welcome", payload={"email": "ada@example.test"})
-        assert job.attempts == 0
-
-
-    def test_draining_sends_the_mail_and_leaves_nothing_enqueued(db):
-        sign_up(db, "ada@example.test")
-        drained = drain(db, registry)
-        assert [a.result for a in drained.succeeded] == [{"sent_to": "ada@example.test"}]
-        assert db.execute("SELECT email FROM sent").fetchall() == [("ada@example.test",)]
-        assert_not_enqueued(db, "mail.welcome")
-
-
-    def test_a_bounce_is_retried_until_it_is_dead_lettered(db):
-        db.execute("SELECT conveyor.fn_config_set('queue.retry.base_seconds', '0')")
-        sign_up(db, "bob@bounce.test")
-        drained = drain(db, registry)
-        assert drained.count("retried") >= 1 and drained.count("dead_lettered") == 1
-        assert db.execute("SELECT count(*) FROM sent").fetchone() == (0,)
-
-
-    def test_each_test_gets_its_own_database(db):
-        assert_not_enqueued(db, "mail.welcome")
-
-
-    def test_a_wrong_expectation_fails_with_what_is_enqueued(db):
-        sign_up(db, "ada@example.test")
-        assert_enqueued(db, "mail.welcome", count=2)
-"""
 
 
 def test_a_users_test_file_drains_its_handlers_with_the_plugin(
