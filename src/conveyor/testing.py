@@ -310,7 +310,7 @@ def conveyor_server_dsn() -> Iterator[str]:
 
     # Not under pytest's own temporary directory (mode 0700): as root the embedded server runs
     # as conveyor-pg, which must be able to enter the data directory's parent.
-    base = Path(tempfile.mkdtemp(prefix="conveyor-test-"))
+    base = Path(tempfile.mkdtemp(prefix="conveyor-testing-"))
     base.chmod(0o755)
     server = EmbeddedServer(base / "pgdata")
     server.start()
