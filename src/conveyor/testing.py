@@ -88,9 +88,12 @@ def drain(
     fail_permanent / snooze, exactly as a worker ends it; a handler's writes on ``context.conn``
     (transactional handlers) roll back when it raises. A retry that the database schedules later
     is not ready, so it is not run again (set ``queue.retry.base_seconds`` to 0 to retry at once).
-    Async handlers run on a fresh event loop (use `adrain` inside a running one).
+    Async handlers run on a fresh event loop (use `adrain` inside a running one, and for async
+    transactional handlers); handler timeouts are not enforced. TypeError for a transactional
+    handler that needs the other kind of connection (before anything is claimed).
     Raises RuntimeError after *limit* attempts (a handler that snoozes or retries at once loops).
     """
+    _check_connections(registry, asynchronous=False)
     attempts: list[Attempt] = []
     while True:
         ready = [row[0] for row in conn.execute(_READY_SQL, _ready(registry, queues)).fetchall()]
@@ -122,6 +125,7 @@ async def adrain(
     limit: int = 1000,
 ) -> Drained:
     """`drain` on an AsyncConnection, for async tests; sync handlers run in a thread."""
+    _check_connections(registry, asynchronous=True)
     attempts: list[Attempt] = []
     while True:
         cursor = await conn.execute(_READY_SQL, _ready(registry, queues))
@@ -164,12 +168,23 @@ def _ready(registry: Registry, queues: Sequence[str] | None) -> tuple[Any, ...]:
 def _run_sync(handler: Handler, context: JobContext) -> Any:
     if not handler.is_async:
         return handler.func(context)
-    if handler.transactional:
-        raise TypeError(
-            f"handler {handler.kind!r} is async and transactional: it needs an AsyncConnection; "
-            "drain it with `await conveyor.testing.adrain(aconn, registry)`"
-        )
     return asyncio.run(handler.func(context))
+
+
+def _check_connections(registry: Registry, asynchronous: bool) -> None:
+    """A transactional handler gets the drain's connection: it must be the kind it expects."""
+    for kind in registry.kinds:
+        handler = registry.get(kind)
+        if handler is None or not handler.transactional or handler.is_async == asynchronous:
+            continue
+        if handler.is_async:
+            need, fix = "an AsyncConnection", "`await conveyor.testing.adrain(aconn, registry)`"
+        else:
+            need, fix = "a sync Connection", "`conveyor.testing.drain(conn, registry)`"
+        raise TypeError(
+            f"handler {kind!r} is transactional and {'async' if handler.is_async else 'sync'}, "
+            f"so it needs {need}: drain its jobs with {fix}"
+        )
 
 
 def _handler(registry: Registry, job: ClaimedJob) -> Handler:

@@ -147,3 +147,18 @@ def test_adrain_runs_async_and_sync_handlers_on_an_async_connection(substrate_ds
             return sorted(str(a.result) for a in drained.succeeded)
 
     assert asyncio.run(scenario()) == ["42", "from a thread"]
+
+
+def test_drain_refuses_a_transactional_handler_of_the_other_kind_before_claiming(
+    conn: psycopg.Connection[Any],
+) -> None:
+    registry, kind = Registry(), unique("k")
+
+    @registry.handler(kind, transactional=True)
+    async def needs_async(context: JobContext) -> None:
+        return None
+
+    jobs.enqueue(conn, kind)
+    with pytest.raises(TypeError, match=r"needs an AsyncConnection: drain its jobs with `await"):
+        drain(conn, registry)
+    assert_enqueued(conn, kind)  # nothing was claimed
