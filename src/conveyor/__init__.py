@@ -4,6 +4,8 @@ SQL is the API (``conveyor.fn_job_*``); this package wraps it thinly, runs the p
 governance, and provides the CLI.
 """
 
+from conveyor import aio
+from conveyor.aio import aconnect
 from conveyor.db import connect
 from conveyor.errors import (
     ConfigError,
@@ -51,6 +53,8 @@ __all__ = [
     "Snooze",
     "Worker",
     "WorkerConfig",
+    "aconnect",
+    "aio",
     "cancel",
     "claim",
     "complete",

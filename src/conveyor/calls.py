@@ -7,6 +7,7 @@ its arguments); the sync `call` and the asyncio `acall` both run it: ``call(conn
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, LiteralString, NamedTuple
@@ -26,6 +27,8 @@ class Statement(NamedTuple):
 
 def answer_or_raise(answer: Any) -> JsonObject:
     """Return *answer* when it is an ok answer; raise the matching `Refused` otherwise."""
+    if isinstance(answer, str):  # a connection that loads jsonb as text (Django registers one)
+        answer = json.loads(answer)
     if not isinstance(answer, dict):
         raise TypeError(f"expected a jsonb object answer, got {type(answer).__name__}")
     if answer.get("refused"):

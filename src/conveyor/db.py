@@ -51,24 +51,32 @@ def connect(
     *url* None means "from the settings" (CONVEYOR_DATABASE_URL, DATABASE_URL, else the embedded
     server). Raises ConfigError with the redacted URL when the server cannot be reached.
     """
-    settings = settings or Settings.from_env()
-    if url is not None:
-        target, source = url, "the database URL"
-    elif settings.embedded:
-        target, source = resolve_url(settings), "the embedded server"
-    else:
-        target, source = resolve_url(settings), settings.url_source
+    target_url, source = target(url, settings or Settings.from_env())
     try:
         return psycopg.connect(
-            target, autocommit=autocommit, application_name=application_name, connect_timeout=10
+            target_url, autocommit=autocommit, application_name=application_name, connect_timeout=10
         )
-    except psycopg.ProgrammingError as error:  # libpq could not parse the URL
-        raise ConfigError(
+    except (psycopg.ProgrammingError, psycopg.OperationalError) as error:
+        raise connect_error(error, target_url, source) from error
+
+
+def target(url: str | None, settings: Settings) -> tuple[str, str]:
+    """(URL to connect to, where it came from): *url*, else the settings'; shared by aconnect."""
+    if url is not None:
+        return url, "the database URL"
+    if settings.embedded:
+        return resolve_url(settings), "the embedded server"
+    return resolve_url(settings), settings.url_source
+
+
+def connect_error(error: psycopg.Error, target_url: str, source: str) -> ConfigError:
+    """The one-line ConfigError for a connect that failed: a malformed URL or no server."""
+    if isinstance(error, psycopg.ProgrammingError):  # libpq could not parse the URL
+        return ConfigError(
             f"{source} is not a valid PostgreSQL URL ({_reason(error)}): write it as "
             "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
-        ) from error
-    except psycopg.OperationalError as error:
-        raise ConfigError(_unreachable(target, source, error)) from error
+        )
+    return ConfigError(_unreachable(target_url, source, error))
 
 
 def _unreachable(target: str, source: str, error: Exception) -> str:

@@ -85,12 +85,33 @@ def enqueue(
     job's id instead. Raises Disabled while ``queue.job_substrate.enabled`` is false and
     InvalidInput for a bad argument.
     """
-    answer = call(
-        conn,
+    statement = enqueue_statement(
+        kind,
+        payload,
+        queue=queue,
+        priority=priority,
+        run_at=run_at,
+        idempotency_key=idempotency_key,
+        max_attempts=max_attempts,
+    )
+    return int(call(conn, *statement)["job_id"])
+
+
+def enqueue_statement(
+    kind: str,
+    payload: JsonObject | None = None,
+    *,
+    queue: str | None = None,
+    priority: int | None = None,
+    run_at: datetime | None = None,
+    idempotency_key: str | None = None,
+    max_attempts: int | None = None,
+) -> Statement:
+    """``fn_job_enqueue`` with these arguments (shared by the sync and the asyncio client)."""
+    return Statement(
         ENQUEUE_SQL,
         (kind, Jsonb(payload or {}), queue, priority, run_at, idempotency_key, max_attempts),
     )
-    return int(answer["job_id"])
 
 
 ENQUEUE_MANY_SQL: LiteralString = """
@@ -105,13 +126,23 @@ def enqueue_many(conn: Conn, jobs: Iterable[JsonObject]) -> list[int]:
 
     Wraps ``fn_job_enqueue_many``; datetimes in ``run_at`` are sent as ISO strings.
     """
+    statement = enqueue_many_statement(jobs)
+    if statement is None:
+        return []
+    return parse_enqueue_many(call(conn, *statement))
+
+
+def enqueue_many_statement(jobs: Iterable[JsonObject]) -> Statement | None:
+    """``fn_job_enqueue_many`` for *jobs*; None when there are none (nothing to send)."""
     items = [
         {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in job.items()}
         for job in jobs
     ]
-    if not items:
-        return []
-    answer = call(conn, ENQUEUE_MANY_SQL, (Jsonb(items),))
+    return Statement(ENQUEUE_MANY_SQL, (Jsonb(items),)) if items else None
+
+
+def parse_enqueue_many(answer: JsonObject) -> list[int]:
+    """The job ids of a fn_job_enqueue_many answer, in the order the jobs were given."""
     return [int(i) for i in answer["job_ids"]]
 
 
@@ -364,7 +395,12 @@ CANCEL_SQL: LiteralString = """
 
 def cancel(conn: Conn, job_id: int, reason: str | None = None) -> JsonObject:
     """Cancel a queued job, or ask a running one to stop. Wraps ``fn_job_cancel``."""
-    return call(conn, CANCEL_SQL, (job_id, reason))
+    return call(conn, *cancel_statement(job_id, reason))
+
+
+def cancel_statement(job_id: int, reason: str | None = None) -> Statement:
+    """``fn_job_cancel``."""
+    return Statement(CANCEL_SQL, (job_id, reason))
 
 
 CANCEL_ACK_SQL: LiteralString = """

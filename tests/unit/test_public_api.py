@@ -25,6 +25,8 @@ def test_all_lists_exactly_the_public_api() -> None:
             "Snooze",
             "Worker",
             "WorkerConfig",
+            "aconnect",
+            "aio",
             "cancel",
             "claim",
             "complete",
