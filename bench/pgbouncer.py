@@ -16,10 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # bench/ is a namespace package
@@ -58,7 +63,8 @@ def main() -> int:
         bouncer = PgBouncer(dsn, work / "pgbouncer", pool_size=args.pool_size)
         bouncer.start()
         try:
-            return run(args, dsn, bouncer.url_for(dsn))
+            assert bouncer.process is not None
+            return run(args, dsn, bouncer.url_for(dsn), bouncer.process.pid)
         finally:
             bouncer.stop()
     finally:
@@ -67,22 +73,97 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run(args: argparse.Namespace, direct: str, pooled: str) -> int:
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int, *, with_children: bool = False) -> float:
+    """CPU seconds of *pid* (user + system; plus its waited-for children's with_children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    used = int(fields[11]) + int(fields[12])  # utime, stime
+    if with_children:
+        used += int(fields[13]) + int(fields[14])  # cutime, cstime: exited backends
+    return used / TICKS
+
+
+def server_cpu(postmaster: int) -> float:
+    """CPU seconds of the server: the postmaster, its live children and those that exited."""
+    total = process_cpu(postmaster, with_children=True)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+                total += process_cpu(int(entry.name))
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    return total
+
+
+def postmaster_pid(dsn: str) -> int | None:
+    """The server's postmaster pid when it runs on this machine (its postmaster.pid), else None."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT current_setting('data_directory')").fetchone()
+    try:
+        return int((Path(str(row[0] if row else "")) / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Cpu:
+    client: float  # the adapter and its worker processes (includes the untimed enqueue)
+    server: float | None
+    pgbouncer: float | None
+
+
+def measured(
+    url: str, setting: Setting, args: argparse.Namespace, postmaster: int | None, bouncer: int
+) -> tuple[Measurement, Cpu]:
+    """One drain run and the CPU seconds each party spent on it."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = server_cpu(postmaster) if postmaster else None
+    bouncer_before = process_cpu(bouncer)
+    row = measure(url, setting, args.jobs, args.timeout)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    server = server_cpu(postmaster) - server_before if postmaster and server_before else None
+    return row, Cpu(client, server, process_cpu(bouncer) - bouncer_before)
+
+
+def run(args: argparse.Namespace, direct: str, pooled: str, bouncer: int) -> int:
     install(direct)
+    postmaster = postmaster_pid(direct)
     setting = Setting(args.processes, args.slots, args.batch)
     rows: dict[str, list[Measurement]] = {"direct": [], "pgbouncer": []}
+    cpus: dict[str, list[Cpu]] = {"direct": [], "pgbouncer": []}
     for rep in range(args.reps):
         for route, url in (("direct", direct), ("pgbouncer", pooled)):
-            row = measure(url, setting, args.jobs, args.timeout)
+            row, cpu = measured(url, setting, args, postmaster, bouncer)
             rows[route].append(row)
+            cpus[route].append(cpu)
             rate = f"{row.jobs_per_s:,.0f} jobs/s" if row.jobs_per_s else "-"
             status = "verified" if row.verified else f"NOT verified: {row.error}"
-            print(f"rep {rep + 1} {route:<9} {setting}: {rate} ({status})", flush=True)
+            server = f"{cpu.server:.1f}" if cpu.server is not None else "?"
+            print(
+                f"rep {rep + 1} {route:<9} {setting}: {rate} ({status}); CPU s: workers "
+                f"{cpu.client:.1f}, server {server}, pgbouncer {cpu.pgbouncer or 0:.1f}",
+                flush=True,
+            )
+
+    def per_cpu_second(route: str, part: str) -> float | None:
+        spent = [getattr(c, part) for c in cpus[route]]
+        if any(s is None or s <= 0 for s in spent):
+            return None
+        return float(round(int(args.jobs) * len(spent) / sum(spent)))
+
     summary = {
         "jobs": args.jobs,
         "setting": str(setting),
         "pool_size": args.pool_size,
         "median_jobs_per_s": {route: median_rate(found) for route, found in rows.items()},
+        "jobs_per_worker_cpu_second": {r: per_cpu_second(r, "client") for r in rows},
+        "jobs_per_server_cpu_second": {r: per_cpu_second(r, "server") for r in rows},
         "all_verified": all(r.verified for found in rows.values() for r in found),
     }
     print(json.dumps(summary))
