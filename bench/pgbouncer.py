@@ -19,6 +19,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -115,12 +116,31 @@ class Cpu:
     client: float  # the adapter and its worker processes (includes the untimed enqueue)
     server: float | None
     pgbouncer: float | None
+    wal_bytes: int  # WAL the run wrote (enqueue, claim, complete; TRUNCATE and CHECKPOINT)
+
+
+def wal_position(dsn: str) -> str:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    return str(row[0] if row else "0/0")
+
+
+def wal_since(dsn: str, start: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", (start,)).fetchone()
+    return int(row[0] if row else 0)
 
 
 def measured(
-    url: str, setting: Setting, args: argparse.Namespace, postmaster: int | None, bouncer: int
+    url: str,
+    setting: Setting,
+    args: argparse.Namespace,
+    postmaster: int | None,
+    bouncer: int,
+    direct: str,
 ) -> tuple[Measurement, Cpu]:
     """One drain run and the CPU seconds each party spent on it."""
+    wal = wal_position(direct)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_before = server_cpu(postmaster) if postmaster else None
     bouncer_before = process_cpu(bouncer)
@@ -128,7 +148,8 @@ def measured(
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     client = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     server = server_cpu(postmaster) - server_before if postmaster and server_before else None
-    return row, Cpu(client, server, process_cpu(bouncer) - bouncer_before)
+    used = Cpu(client, server, process_cpu(bouncer) - bouncer_before, wal_since(direct, wal))
+    return row, used
 
 
 def run(args: argparse.Namespace, direct: str, pooled: str, bouncer: int) -> int:
@@ -139,7 +160,7 @@ def run(args: argparse.Namespace, direct: str, pooled: str, bouncer: int) -> int
     cpus: dict[str, list[Cpu]] = {"direct": [], "pgbouncer": []}
     for rep in range(args.reps):
         for route, url in (("direct", direct), ("pgbouncer", pooled)):
-            row, cpu = measured(url, setting, args, postmaster, bouncer)
+            row, cpu = measured(url, setting, args, postmaster, bouncer, direct)
             rows[route].append(row)
             cpus[route].append(cpu)
             rate = f"{row.jobs_per_s:,.0f} jobs/s" if row.jobs_per_s else "-"
@@ -147,7 +168,8 @@ def run(args: argparse.Namespace, direct: str, pooled: str, bouncer: int) -> int
             server = f"{cpu.server:.1f}" if cpu.server is not None else "?"
             print(
                 f"rep {rep + 1} {route:<9} {setting}: {rate} ({status}); CPU s: workers "
-                f"{cpu.client:.1f}, server {server}, pgbouncer {cpu.pgbouncer or 0:.1f}",
+                f"{cpu.client:.1f}, server {server}, pgbouncer {cpu.pgbouncer or 0:.1f}; "
+                f"WAL {cpu.wal_bytes / int(args.jobs):,.0f} bytes/job",
                 flush=True,
             )
 
@@ -164,6 +186,9 @@ def run(args: argparse.Namespace, direct: str, pooled: str, bouncer: int) -> int
         "median_jobs_per_s": {route: median_rate(found) for route, found in rows.items()},
         "jobs_per_worker_cpu_second": {r: per_cpu_second(r, "client") for r in rows},
         "jobs_per_server_cpu_second": {r: per_cpu_second(r, "server") for r in rows},
+        "wal_bytes_per_job": round(
+            statistics.median(c.wal_bytes for found in cpus.values() for c in found) / args.jobs
+        ),
         "all_verified": all(r.verified for found in rows.values() for r in found),
     }
     print(json.dumps(summary))
