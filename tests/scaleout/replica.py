@@ -61,8 +61,16 @@ class Cluster:
                 "application_name=standby'\n"
             )
 
-    def start(self) -> None:
-        options = f"-h 127.0.0.1 -p {self.port} -k {self.directory}"
+    def allow(self, network: str, settings: str = "") -> None:
+        """Let *network* (CIDR) in without a password, and append *settings* to the config."""
+        with (self.data / "pg_hba.conf").open("a") as hba:
+            hba.write(f"host all all {network} trust\n")
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write(settings)
+
+    def start(self, listen: str = "127.0.0.1") -> None:
+        """Start, listening on *listen* (comma-separated addresses) and the port."""
+        options = f"-h {listen} -p {self.port} -k {self.directory}"
         self._run(
             "pg_ctl", "start", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
             "-o", options,
