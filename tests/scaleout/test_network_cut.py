@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,7 @@ def test_a_cut_off_worker_loses_its_jobs_to_another_host_and_carries_on_when_bac
                 timeout=60,
             )
             one.cut()
+            cut_at = time.monotonic()
             stranded = [
                 int(row[0])
                 for row in conn.execute(
@@ -127,6 +129,7 @@ def test_a_cut_off_worker_loses_its_jobs_to_another_host_and_carries_on_when_bac
                 ) == 40,
                 timeout=180,
             )  # fmt: skip
+            recovered = time.monotonic() - cut_at
             one.restore()
             enqueue(conn, "only-w1", range(100, 104), sleep=0.0)
             wait_until(
@@ -148,6 +151,7 @@ def test_a_cut_off_worker_loses_its_jobs_to_another_host_and_carries_on_when_bac
             " FROM public.test_effect AS e JOIN job_queue AS j ON j.id = e.job_id"
             " WHERE j.queue IN ('shared', 'only-w1')"
         ).fetchone()
+    print(f"network cut: {len(stranded)} of w1's jobs done elsewhere, all {recovered:.1f} s after")
     assert stranded, "w1 held no job when its link was cut"
     assert effects == (44, 44, 44)  # every job's effect exactly once: none lost, none doubled
     assert alive, log[-3000:]  # w1 carried on
@@ -178,8 +182,10 @@ def test_cutting_the_leaders_host_moves_leadership_and_the_old_leader_stops_when
         other = next(name for name in started if name != first)
 
         cut.cut()
+        cut_at = time.monotonic()
         try:
             wait_until(lambda: leader(conn) == other, timeout=60)
+            print(f"leader cut: {other} leads {time.monotonic() - cut_at:.1f} s after the cut")
         finally:
             cut.restore()
         assert int(scalar(conn, "SELECT term FROM orchestrator_leader")) == term + 1
