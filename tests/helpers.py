@@ -75,17 +75,21 @@ def conveyor_processes(
 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """For a fixture: a starter of `python -m conveyor [-v] BASE… ARGS…` subprocesses.
 
-    Each gets *dsn* (or the starter's *url*) as CONVEYOR_DATABASE_URL and tests/apps on its
-    PYTHONPATH, and writes its output to tmp_path/<command><n>.log (read it with worker_log).
+    Each gets *dsn* (or the starter's *url*) as CONVEYOR_DATABASE_URL, tests/apps on its
+    PYTHONPATH and the starter's *extra_env*, and writes its output to
+    tmp_path/<command><n>.log (read it with worker_log).
     Whatever still runs when the test ends is killed.
     """
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(*args: str, url: str | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        *args: str, url: str | None = None, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
             "CONVEYOR_DATABASE_URL": url or dsn,
             "PYTHONPATH": os.pathsep.join([str(APPS), os.environ.get("PYTHONPATH", "")]),
+            **(extra_env or {}),
         }
         log_path = tmp_path / f"{base[0]}{len(started)}.log"
         with log_path.open("wb") as log:

@@ -40,9 +40,12 @@ async def aconnect(
     settings = settings or Settings.from_env()
     target, source = await asyncio.to_thread(db.target, url, settings)
     try:
-        return await psycopg.AsyncConnection.connect(
-            target, autocommit=autocommit, application_name=application_name, connect_timeout=10
+        conn = await psycopg.AsyncConnection.connect(
+            target, autocommit=True, application_name=application_name, connect_timeout=10
         )
+        await db.fit_to_pooler_async(conn)
+        await conn.set_autocommit(autocommit)
+        return conn
     except (psycopg.ProgrammingError, psycopg.OperationalError) as error:
         raise db.connect_error(error, target, source) from error
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from conveyor import jobs
+from conveyor import db, jobs
 from conveyor.calls import acall, call
 from conveyor.handlers import Handler, JobContext
 
@@ -87,18 +87,18 @@ class Invoker:
 
     async def _get_async_pool(self) -> AsyncConnectionPool:
         if self._async_pool is None:
-            self._async_pool = AsyncConnectionPool(self.url, open=False, **self._pool_options())
+            self._async_pool = AsyncConnectionPool(self.url, open=False, **self._pool_options(True))
             await self._async_pool.open()
         return self._async_pool
 
     def _get_sync_pool(self) -> ConnectionPool:
         if self._sync_pool is None:
-            self._sync_pool = ConnectionPool(self.url, open=True, **self._pool_options())
+            self._sync_pool = ConnectionPool(self.url, open=True, **self._pool_options(False))
         return self._sync_pool
 
-    def _pool_options(self) -> dict[str, Any]:
+    def _pool_options(self, asynchronous: bool) -> dict[str, Any]:
         return {
             "min_size": 0,
             "max_size": self.concurrency,
-            "kwargs": {"application_name": self._application_name},
+            **db.pool_options(self._application_name, asynchronous=asynchronous),
         }

@@ -6,13 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from conveyor import db
+from conveyor.settings import redact
+
 log = logging.getLogger(__name__)
+
+PROBE_SECONDS = 2.0  # how long the self-probe waits for its own notification
 
 CHANNEL = "conveyor_jobs"  # job inserts (phase 3 bridge): wakes workers
 EVENTS_CHANNEL = "conveyor_events"  # outbox emits (phase 4): wakes the orchestrator's dispatch
@@ -21,8 +27,9 @@ EVENTS_CHANNEL = "conveyor_events"  # outbox emits (phase 4): wakes the orchestr
 class Listener:
     """Keeps one LISTEN connection alive and calls *wake* on every notification.
 
-    At start it notifies itself: a connection pooler in transaction mode swallows LISTEN, and
-    then the listener says so once and stops (the worker keeps polling). A dropped connection
+    It LISTENs on CONVEYOR_DIRECT_DATABASE_URL when set, else on *url*. At start it probes
+    (`probe`): through a pooler in transaction mode LISTEN cannot work, and then the listener
+    says so once and stops (``mode`` "polling"; the worker keeps polling). A dropped connection
     is re-established with capped backoff; missed notifications are covered by polling.
     """
 
@@ -35,26 +42,28 @@ class Listener:
         self.channel = channel
         self.connected = False
         self.notifications = 0
+        self.mode = "starting"  # then "listening", or "polling" when LISTEN cannot work here
 
     async def run(self, stopping: asyncio.Event) -> None:
         backoff = 0.5
         probed = False
+        url = db.listen_url(self.url)
         while not stopping.is_set():
             try:
-                async with await psycopg.AsyncConnection.connect(
-                    self.url,
-                    autocommit=True,
-                    application_name=f"conveyor-listener:{self.name}"[:63],
+                async with await db.connect_async(
+                    url, application_name=f"conveyor-listener:{self.name}"[:63]
                 ) as conn:
-                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                     if not probed:
-                        if not await self._self_probe(conn):
-                            log.warning(
-                                "LISTEN/NOTIFY does not reach this connection (a pooler in "
-                                "transaction mode?); relying on polling"
-                            )
+                        problem = await probe_connection(conn, url)
+                        if problem is not None:
+                            self.mode = "polling"
+                            log.warning("%s; relying on polling", problem)
                             return
                         probed = True
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                    if self.mode != "listening":
+                        log.info("%s listens on %s at %s", self.name, self.channel, redact(url))
+                    self.mode = "listening"
                     self.connected = True
                     backoff = 0.5
                     await self._receive(conn, stopping)
@@ -73,15 +82,6 @@ class Listener:
                 await asyncio.wait_for(stopping.wait(), timeout=backoff)
             backoff = min(backoff * 2, 10.0)
 
-    async def _self_probe(self, conn: psycopg.AsyncConnection[Any]) -> bool:
-        await conn.execute("SELECT pg_notify(%s, 'probe')", (self.channel,))
-        try:
-            async for _ in conn.notifies(timeout=2.0, stop_after=1):
-                return True
-        except TimeoutError:
-            return False
-        return False
-
     async def _receive(self, conn: psycopg.AsyncConnection[Any], stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             async for _ in conn.notifies(timeout=1.0):
@@ -89,3 +89,36 @@ class Listener:
                 self.wake()
             # timeout: loop to check `stopping`; a broken connection raises OperationalError
             await conn.execute("SELECT 1")
+
+
+async def probe(url: str) -> str | None:
+    """None when LISTEN/NOTIFY works on *url*, else one line saying why it does not."""
+    async with await db.connect_async(url, application_name="conveyor-listen-probe") as conn:
+        return await probe_connection(conn, url)
+
+
+async def probe_connection(conn: psycopg.AsyncConnection[Any], url: str) -> str | None:
+    """Probe *conn* (autocommit, opened on *url*): LISTEN on a channel of its own, NOTIFY it from
+    a second connection, wait for it. A pooler is recognised first, by the made-up backend pid it
+    hands out at login: in transaction mode the LISTEN and a later wait land on different server
+    sessions, and a lucky probe that reused the same one would prove nothing."""
+    cursor = await conn.execute(db.BACKEND_PID_SQL)
+    row = await cursor.fetchone()
+    where = redact(url)
+    if db.behind_pooler(conn.info.backend_pid, row[0] if row else None):
+        return (
+            f"LISTEN/NOTIFY cannot work through the pooler at {where} (set "
+            "CONVEYOR_DIRECT_DATABASE_URL to the server itself for wake-ups)"
+        )
+    channel = f"conveyor_probe_{uuid.uuid4().hex[:12]}"
+    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+    try:
+        async with await db.connect_async(url, application_name="conveyor-listen-probe") as other:
+            await other.execute("SELECT pg_notify(%s, 'probe')", (channel,))
+        async for _ in conn.notifies(timeout=PROBE_SECONDS, stop_after=1):
+            return None
+    except TimeoutError:
+        pass
+    finally:
+        await conn.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(channel)))
+    return f"LISTEN/NOTIFY does not reach connections to {where} (a pooler in transaction mode?)"

@@ -22,11 +22,20 @@ class Settings:
     conveyor starts an embedded PostgreSQL in ``data_dir`` (None = the default location).
     ``url_source`` names where the URL came from, for messages (``--database-url``,
     ``CONVEYOR_DATABASE_URL``, ``DATABASE_URL``).
+
+    Behind a connection pooler (docs/scaling.md): ``direct_url`` (CONVEYOR_DIRECT_DATABASE_URL)
+    reaches the server itself, for LISTEN and `conveyor phase`, which need a session of their
+    own; ``read_url`` (CONVEYOR_READ_DATABASE_URL, e.g. a replica) serves `conveyor health`.
+    ``pgbouncer`` (CONVEYOR_PGBOUNCER) says whether connections go through a transaction pooler
+    that cannot keep prepared statements: None (unset, ``auto``) detects it per connection.
     """
 
     database_url: str | None
     data_dir: Path | None = None
     url_source: str = "CONVEYOR_DATABASE_URL"
+    direct_url: str | None = None
+    read_url: str | None = None
+    pgbouncer: bool | None = None
 
     @property
     def embedded(self) -> bool:
@@ -57,7 +66,14 @@ class Settings:
             url, source = None, "CONVEYOR_DATABASE_URL"
         if data_dir is None and env.get("CONVEYOR_DATA_DIR"):
             data_dir = Path(env["CONVEYOR_DATA_DIR"])
-        return cls(database_url=url, data_dir=data_dir, url_source=source)
+        return cls(
+            database_url=url,
+            data_dir=data_dir,
+            url_source=source,
+            direct_url=env.get("CONVEYOR_DIRECT_DATABASE_URL") or None,
+            read_url=env.get("CONVEYOR_READ_DATABASE_URL") or None,
+            pgbouncer=_switch(env, "CONVEYOR_PGBOUNCER"),
+        )
 
     def checked_url(self) -> str | None:
         """The configured URL, or None for the embedded server; ConfigError if it is malformed."""
@@ -71,6 +87,21 @@ class Settings:
                 "e.g. postgresql://me@localhost:5432/app"
             )
         return url
+
+
+def _switch(env: Mapping[str, str], name: str) -> bool | None:
+    """A yes/no/auto environment variable: True, False, or None for unset or ``auto``."""
+    value = env.get(name, "").strip().lower()
+    if value in ("", "auto"):
+        return None
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(
+        f"{name} must be 1 (yes), 0 (no) or auto, not {env[name]!r}: "
+        "unset it to let conveyor detect a pooler"
+    )
 
 
 def redact(url: str) -> str:

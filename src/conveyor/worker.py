@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from conveyor import jobs, tick
+from conveyor import db, jobs, tick
 from conveyor.calls import Statement, acall
 from conveyor.errors import ConfigError, Disabled, LeaseLost, Refused
 from conveyor.handlers import Fail, Handler, JobContext, Registry, Retry, Snooze
@@ -179,7 +179,7 @@ class Worker:
         return asyncio.run(main())
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        return await psycopg.AsyncConnection.connect(
+        return await db.connect_async(
             self.url, autocommit=True, application_name=f"conveyor-worker:{self.name}"[:63]
         )
 

@@ -51,16 +51,19 @@ def connection(
     autocommit: bool = True,
     application_name: str = "conveyor-cli",
     needs_phase: int | None = None,
+    route: db.Route = "default",
 ) -> Iterator[psycopg.Connection[Any]]:
     """Open a connection for a command and close it afterwards.
 
     With *needs_phase*, refuse with a ConfigError naming the command and the phase to apply
-    when that phase (or one it depends on) is not applied.
+    when that phase (or one it depends on) is not applied. *route* as in `db.connect`.
     """
     settings = state(ctx).settings
     if settings.embedded:
         err_console.print("[dim]no CONVEYOR_DATABASE_URL set: using the embedded PostgreSQL[/dim]")
-    conn = db.connect(settings=settings, autocommit=autocommit, application_name=application_name)
+    conn = db.connect(
+        settings=settings, autocommit=autocommit, application_name=application_name, route=route
+    )
     try:
         if needs_phase is not None:
             require_phase(conn, command_name(ctx), needs_phase)

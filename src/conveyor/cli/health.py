@@ -3,14 +3,17 @@ that means and the command that resolves it."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, LiteralString
 
 import click
+import psycopg
 from rich.markup import escape
 from rich.table import Table
 
+from conveyor import db, notify
 from conveyor.calls import call
-from conveyor.cli.context import connection, console, err_console
+from conveyor.cli.context import connection, console, err_console, state
 
 HEALTH_SQL: LiteralString = """
     SELECT h.component, h.component_kind AS kind, h.status_hint,
@@ -27,6 +30,12 @@ SIGNALS_SQL: LiteralString = """
            round(max(h.job_queue_dead_tuple_ratio)::numeric, 3),
            max(h.notification_queue_usage)
       FROM conveyor.v_queue_health AS h
+"""
+# On a standby: how old the last replayed transaction is, and whether all WAL received is replayed.
+REPLICA_SQL: LiteralString = """
+    SELECT pg_is_in_recovery(),
+           round(extract(epoch FROM now() - pg_last_xact_replay_timestamp())::numeric, 1),
+           pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn()
 """
 FORGET_SQL: LiteralString = "SELECT conveyor.fn_heartbeat_deregister(component => %s::text)"
 
@@ -71,6 +80,27 @@ def _signals_line(signals: tuple[Any, ...]) -> str:
     )
 
 
+def _replica_line(replica: tuple[Any, ...]) -> str | None:
+    in_recovery, age, replayed_all = replica
+    if not in_recovery:
+        return None
+    if age is None:
+        return "replica: reading from a standby that has replayed no transaction yet"
+    caught_up = "all WAL it received is replayed" if replayed_all else "replay is behind"
+    return f"replica: reading from a standby, last replayed transaction {age} s old ({caught_up})"
+
+
+def listener_line(url: str) -> str:
+    """How workers on *url* learn of new jobs: LISTEN/NOTIFY, or polling and why."""
+    try:
+        problem = asyncio.run(notify.probe(db.listen_url(url)))
+    except psycopg.Error as error:
+        return f"listener: could not probe LISTEN/NOTIFY ({type(error).__name__}); workers poll"
+    if problem is None:
+        return "listener: LISTEN/NOTIFY works (workers wake at once when the bridge is on)"
+    return f"listener: polling only: {problem}"
+
+
 @click.command()
 @click.option(
     "--forget",
@@ -82,14 +112,17 @@ def _signals_line(signals: tuple[Any, ...]) -> str:
 @click.pass_context
 def health(ctx: click.Context, forget: tuple[str, ...]) -> None:
     """v_queue_health as a table; exit 0 only when every component is fresh (a monitor probe)."""
-    with connection(ctx, application_name="conveyor-health", needs_phase=3) as conn:
-        for component in forget:
-            call(conn, FORGET_SQL, (component,))
-            err_console.print(f"forgot {escape(component)}")
+    if forget:  # a write: never on the read route
+        with connection(ctx, application_name="conveyor-health", needs_phase=3) as conn:
+            for component in forget:
+                call(conn, FORGET_SQL, (component,))
+                err_console.print(f"forgot {escape(component)}")
+    with connection(ctx, application_name="conveyor-health", needs_phase=3, route="read") as conn:
         cursor = conn.execute(HEALTH_SQL)
         columns = [c.name for c in cursor.description or []]
         rows = cursor.fetchall()
         signals = conn.execute(SIGNALS_SQL).fetchone()
+        replica = conn.execute(REPLICA_SQL).fetchone()
     table = Table(title="queue health")
     for column in columns:
         table.add_column(column.replace("_", " "))
@@ -105,6 +138,10 @@ def health(ctx: click.Context, forget: tuple[str, ...]) -> None:
         console.print("no component is registered: start `conveyor worker` or `conveyor up`")
     if signals is not None and rows:
         console.print(_signals_line(tuple(signals)), markup=False)
+    replica_text = _replica_line(tuple(replica)) if replica is not None else None
+    if replica_text is not None:
+        console.print(replica_text, markup=False)
+    console.print(listener_line(db.resolve_url(state(ctx).settings)), markup=False)
     unhealthy = [row for row in rows if row[hint_at] != "fresh"]
     for row in unhealthy:
         err_console.print(explain(str(row[0]), str(row[1]), str(row[2]), row[3]), markup=False)

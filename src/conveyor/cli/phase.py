@@ -1,4 +1,6 @@
-"""`conveyor phase …`: status, plan, ratify, apply, verify, rollback, restore."""
+"""`conveyor phase …`: status, plan, ratify, apply, verify, rollback, restore. They connect to
+CONVEYOR_DIRECT_DATABASE_URL when set: the runner's session advisory lock needs a session of its
+own, which a transaction pooler does not keep."""
 
 from __future__ import annotations
 
@@ -74,7 +76,7 @@ def gate_table(result: GateResult) -> Table:
 @click.pass_context
 def status(ctx: click.Context) -> None:
     """Show every phase: applied?, ratified by/when, last gate result, flags."""
-    with connection(ctx) as conn:
+    with connection(ctx, route="direct") as conn:
         console.print(status_table(runner.status(conn)))
 
 
@@ -84,7 +86,7 @@ def status(ctx: click.Context) -> None:
 @click.pass_context
 def plan(ctx: click.Context, number: int, show_sql: bool) -> None:
     """Dry run: apply NUMBER inside a transaction, run its gate, roll back."""
-    with connection(ctx) as conn:
+    with connection(ctx, route="direct") as conn:
         result = runner.plan(conn, number)
     if show_sql:
         for name, text in result.files.items():
@@ -106,7 +108,7 @@ def plan(ctx: click.Context, number: int, show_sql: bool) -> None:
 @click.pass_context
 def ratify(ctx: click.Context, number: int, by: str, note: str | None) -> None:
     """Record that BY approved applying phase NUMBER."""
-    with connection(ctx) as conn:
+    with connection(ctx, route="direct") as conn:
         runner.ratify(conn, number, by, note)
     console.print(f"phase {number} ratified by {by}")
 
@@ -117,7 +119,7 @@ def ratify(ctx: click.Context, number: int, by: str, note: str | None) -> None:
 @click.pass_context
 def apply(ctx: click.Context, number: int, by: str | None) -> None:
     """Apply phase NUMBER (needs ratification and its dependencies), then run its gate."""
-    with connection(ctx) as conn:
+    with connection(ctx, route="direct") as conn:
         result = runner.apply(conn, number, by)
     if result.already_applied:
         console.print(f"phase {number} is already applied; nothing to do")
@@ -136,7 +138,7 @@ def apply(ctx: click.Context, number: int, by: str | None) -> None:
 @click.pass_context
 def verify(ctx: click.Context, number: int) -> None:
     """Run phase NUMBER's verification gate; exit 1 listing failed checks."""
-    with connection(ctx) as conn:
+    with connection(ctx, route="direct") as conn:
         result = runner.verify(conn, number)
     console.print(gate_table(result))
     if not result.passed:
@@ -155,7 +157,7 @@ def verify(ctx: click.Context, number: int) -> None:
 @click.pass_context
 def rollback(ctx: click.Context, number: int, by: str | None, archive: Path | None) -> None:
     """Roll phase NUMBER back (reverse dependency order only)."""
-    with connection(ctx) as conn:
+    with connection(ctx, route="direct") as conn:
         result = runner.rollback(conn, number, by, archive)
     if result.archive_path is not None:
         rows = sum(result.archived.values())
@@ -168,7 +170,7 @@ def rollback(ctx: click.Context, number: int, by: str | None, archive: Path | No
 @click.pass_context
 def restore(ctx: click.Context, archive: Path) -> None:
     """Load rows archived by `rollback --archive` back into re-applied tables."""
-    with connection(ctx) as conn:
+    with connection(ctx, route="direct") as conn:
         restored = runner.restore(conn, archive)
     for table, rows in restored.items():
         console.print(f"restored {rows} rows into {table}")
