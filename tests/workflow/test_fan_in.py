@@ -1,7 +1,8 @@
 """Fan-in exactly once: a child with 2-50 parents whose jobs end at the same moment on different
 connections (threads released by one barrier) is released once, only after all of them ended,
 and with a failed or cancelled parent it follows the parents' policy; the workflow always ends.
-Repeated 500 times with a seeded mix of sizes, outcomes and policies.
+Repeated 500 times with a seeded mix of sizes, outcomes and policies; and a cancel racing the
+completion that would release ten children, 100 times: nothing is ever left to run.
 
 A test-only trigger (this module's database only) logs every waiting → queued release with what
 the releasing transaction saw of the child's parents, so "once" and "only after all" are read
@@ -87,6 +88,11 @@ def end_parent(conn: Conn, lease: Leased, how: str, barrier: threading.Barrier) 
         scalar(conn, "SELECT fn_job_cancel_ack(%s, %s)", (lease.job_id, lease.token))
 
 
+def cancel_workflow(conn: Conn, workflow_id: int, barrier: threading.Barrier) -> None:
+    barrier.wait(timeout=60)
+    scalar(conn, "SELECT fn_job_workflow_cancel(%s)", (workflow_id,))
+
+
 def releases(sql: Conn, job_id: int) -> list[tuple[int, int, int]]:
     rows = sql.execute(
         "SELECT parents, parents_ended, parents_succeeded FROM public.release_log"
@@ -151,3 +157,28 @@ def test_a_child_of_2_to_50_parents_ending_concurrently_is_released_exactly_once
             assert scalar(sql, RUNNABLE, (queue,)) == 0, case  # nothing of it is left to run
 
     assert len(seen) == 7, seen  # every outcome × policy combination was exercised
+
+
+def test_a_cancel_racing_the_last_parent_never_leaves_a_step_to_run(
+    sql: Conn, template: Template, queue: str, parents_connections: list[Conn]
+) -> None:
+    name = template([{"key": "root"}, *({"key": f"c{i}", "parents": ["root"]} for i in range(10))])
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for _ in range(100):
+            workflow = emit(sql, name)
+            (root,) = claim(sql, queue)
+            barrier = threading.Barrier(2)
+
+            done = [
+                pool.submit(end_parent, parents_connections[0], root, "succeed", barrier),
+                pool.submit(cancel_workflow, parents_connections[1], workflow, barrier),
+            ]
+            for future in done:
+                future.result(timeout=120)
+
+            assert claim(sql, queue) == [], states(sql, workflow)
+            assert set(states(sql, workflow).values()) == {"succeeded", "cancelled"}
+            assert status(sql, workflow) == "cancelled"
+            assert (
+                scalar(sql, "SELECT steps_open FROM job_workflow WHERE id = %s", (workflow,)) == 0
+            )

@@ -239,3 +239,32 @@ def test_refresh_asks_a_step_past_its_timeout_to_stop(
     assert extend.get("cancel_requested") is True
     assert states(sql, workflow) == {"slow": "cancelled"}
     assert status(sql, workflow) == "failed"
+
+
+def test_a_replayed_continue_step_counts_its_children_once(
+    sql: Conn, template: Template, queue: str
+) -> None:
+    workflow = emit(
+        sql, template([{"key": "a", "on_failure": "continue"}, {"key": "b", "parents": ["a"]}])
+    )
+    failed_job = step_job(sql, workflow, "a")
+    fail(sql, claim_step(sql, queue, workflow, "a"))
+    run_step(sql, queue, workflow, "b")
+    assert status(sql, workflow) == "succeeded"
+    dead_letter = scalar(sql, "SELECT id FROM job_dead_letter WHERE job_id = %s", (failed_job,))
+
+    sql.execute("SELECT fn_job_dead_letter_replay(dead_letter_id => %s)", (dead_letter,))
+    assert status(sql, workflow) == "active"
+    run_step(sql, queue, workflow, "a")
+
+    assert states(sql, workflow) == {"a": "succeeded", "b": "succeeded"}
+    assert (
+        scalar(
+            sql,
+            "SELECT pending_parents FROM job_workflow_step"
+            " WHERE workflow_id = %s AND step_key = 'b'",
+            (workflow,),
+        )
+        == 0
+    )
+    assert status(sql, workflow) == "succeeded"
