@@ -66,6 +66,7 @@ class Listener:
                     self.mode = "listening"
                     self.connected = True
                     backoff = 0.5
+                    self.wake()  # what was enqueued before LISTEN took effect was not announced
                     await self._receive(conn, stopping)
             except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as error:
                 log.warning(

@@ -39,6 +39,10 @@ def _leaf_commands(
 _EXTRA: dict[tuple[str, ...], list[str]] = {("dlq", "replay"): ["17"], ("up",): ["--pilot"]}
 
 
+# A file argument's content where the command reads it before connecting.
+_FILE_TEXT = {"steps_file": '[{"key": "only", "kind": "demo.echo"}]'}
+
+
 def _argv(path: tuple[str, ...], command: click.Command, tmp: Path) -> list[str]:
     argv = [*path, *_EXTRA.get(path, [])]
     for param in command.params:
@@ -46,7 +50,7 @@ def _argv(path: tuple[str, ...], command: click.Command, tmp: Path) -> list[str]
             continue
         if isinstance(param.type, click.Path):
             target = tmp / "archive.sql"
-            target.write_text("-- empty\n")
+            target.write_text(_FILE_TEXT.get(param.name, "-- empty\n"))
             value = str(target)
         elif isinstance(param.type, click.types.IntParamType):
             value = "1"
