@@ -29,6 +29,17 @@ from conveyor import aio, db, jobs
 from conveyor.phases import runner
 
 QUEUE = "bench.async_enqueue"
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def event_loop_factory(name: str) -> LoopFactory | None:
+    """asyncio's own event loop, or uvloop's (what uvicorn runs when it is installed)."""
+    if name == "asyncio":
+        return None
+    import uvloop  # type: ignore[import-not-found,unused-ignore]  # optional: pip install uvloop
+
+    factory: LoopFactory = uvloop.new_event_loop
+    return factory
 
 
 def scratch(dsn: str, name: str) -> str:
@@ -63,7 +74,9 @@ async def async_chunk(conn: psycopg.AsyncConnection[Any], count: int, batch: int
     return time.perf_counter() - start
 
 
-def measure(url: str, chunk: int, batch: int, rounds: int) -> dict[str, Any]:
+def measure(
+    url: str, chunk: int, batch: int, rounds: int, loop_factory: LoopFactory | None = None
+) -> dict[str, Any]:
     """Jobs/s of each client over *rounds* pairs of alternating chunks, and async ÷ sync.
 
     Both connections stay open and the chunks alternate (who goes first alternates too), so a
@@ -72,7 +85,7 @@ def measure(url: str, chunk: int, batch: int, rounds: int) -> dict[str, Any]:
     """
     with (
         psycopg.connect(url, autocommit=True) as sync_conn,
-        asyncio.Runner() as loop,
+        asyncio.Runner(loop_factory=loop_factory) as loop,
     ):
         async_conn = loop.run(psycopg.AsyncConnection.connect(url, autocommit=True))
         try:
@@ -94,6 +107,7 @@ def measure(url: str, chunk: int, batch: int, rounds: int) -> dict[str, Any]:
     ratio = statistics.median(ratios)
     return {
         "batch": batch,
+        "loop": "asyncio" if loop_factory is None else "uvloop",
         "jobs_per_chunk": chunk,
         "rounds": rounds,
         "sync_jobs_per_s": round(sync_rate, 1),
@@ -109,6 +123,7 @@ def main() -> int:
     parser.add_argument("--chunk", type=int, default=500, help="jobs per chunk (one call each)")
     parser.add_argument("--batch", type=int, default=500, help="jobs per enqueue_many call")
     parser.add_argument("--rounds", type=int, default=20, help="chunks per client")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     args = parser.parse_args()
     admin_dsn = args.dsn or db.resolve_url()
     name = f"conveyor_async_bench_{uuid.uuid4().hex[:8]}"
@@ -122,8 +137,8 @@ def main() -> int:
                 runner.apply(conn, number, "bench")
             conn.execute("SELECT conveyor.fn_config_set('queue.job_substrate.enabled', 'true')")
         results = [
-            measure(url, args.chunk, 1, args.rounds),
-            measure(url, args.chunk * 20, args.batch, args.rounds),
+            measure(url, args.chunk, 1, args.rounds, event_loop_factory(args.loop)),
+            measure(url, args.chunk * 20, args.batch, args.rounds, event_loop_factory(args.loop)),
         ]
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as admin:

@@ -34,6 +34,7 @@ module.exports = {
                    [job.job_id, job.payload.seq]);
     return { by: 'node' };
   },
+  'node.echo': async (job) => ({ echoed: job.payload }),
   'node.flaky': async (job) => {
     if (job.attempts < 2) throw new Error('first attempt fails');
     throw new Fail('second attempt gives up');
@@ -154,6 +155,7 @@ def test_a_node_worker_and_a_python_worker_share_a_queue_and_do_each_job_once(
                         for n in range(JOBS)
                     ]
                     + [{"kind": "node.flaky", "queue": queue, "max_attempts": 5} for _ in range(3)]
+                    + [{"kind": "node.echo", "queue": queue, "payload": {"n": n}} for n in range(3)]
                 ),
             ),
         )
@@ -167,7 +169,7 @@ def test_a_node_worker_and_a_python_worker_share_a_queue_and_do_each_job_once(
             dead = scalar(
                 conn, "SELECT count(*) FROM conveyor.job_dead_letter WHERE queue = %s", (queue,)
             )
-            return bool(done == JOBS and dead == 3)
+            return bool(done == JOBS + 3 and dead == 3)
 
         wait_until(settled, timeout=180, interval=0.2)
         effects = conn.execute(
@@ -181,6 +183,11 @@ def test_a_node_worker_and_a_python_worker_share_a_queue_and_do_each_job_once(
             "  FROM conveyor.job_queue WHERE queue = %s AND kind = 'test.effect'",
             (queue,),
         ).fetchone() or (0, 0)
+        echoes = conn.execute(
+            "SELECT result FROM conveyor.job_queue"
+            " WHERE queue = %s AND kind = 'node.echo' AND status = 'succeeded' ORDER BY id",
+            (queue,),
+        ).fetchall()
         dead_letters = conn.execute(
             "SELECT reason, attempts, error FROM conveyor.job_dead_letter WHERE queue = %s",
             (queue,),
@@ -191,6 +198,8 @@ def test_a_node_worker_and_a_python_worker_share_a_queue_and_do_each_job_once(
     assert node.wait(timeout=30) == 0, node_log.read_text()
     assert python.wait(timeout=60) == 0
     assert effects == (JOBS, JOBS)  # one effect per job: none lost, none twice
-    assert by_node > 0 and by_python > 0 and by_node + by_python == JOBS, (by_node, by_python)
+    # The Node handler is slow on purpose (20 ms a job), so the Python worker takes a share.
+    assert by_python > 0 and by_node + by_python == JOBS, (by_node, by_python)
+    assert echoes == [({"echoed": {"n": n}},) for n in range(3)]  # completed by Node, with results
     assert dead_letters == [("permanent_failure", 2, "Fail: second attempt gives up")] * 3
     assert "first attempt fails; queued" in node_log.read_text()
