@@ -23,6 +23,8 @@ from scaleout.replica import Cluster, multi_host_url
 
 DATABASE = "conveyor_failover"
 JOBS = 400
+Pair = tuple[Cluster, Cluster]
+Starter = Callable[..., subprocess.Popen[bytes]]
 
 
 @pytest.fixture(scope="module")
@@ -63,20 +65,20 @@ def succeeded(conn: psycopg.Connection[Any]) -> int:
 
 
 @pytest.fixture
-def start_worker(pair, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+def start_worker(pair: Pair, tmp_path: Path) -> Iterator[Starter]:
     """`conveyor -v worker --app workerapp:registry ARGS…` on the multi-host URL of both."""
     url = multi_host_url(list(pair), DATABASE)
     yield from conveyor_processes(url, tmp_path, ["worker", "--app", "workerapp:registry"])
 
 
 @pytest.fixture
-def start_orchestrator(pair, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+def start_orchestrator(pair: Pair, tmp_path: Path) -> Iterator[Starter]:
     """`conveyor -v orchestrator ARGS…` on the multi-host URL of both clusters."""
     yield from conveyor_processes(multi_host_url(list(pair), DATABASE), tmp_path, ["orchestrator"])
 
 
 def test_health_reads_from_the_standby_and_says_how_old_its_last_replayed_transaction_is(
-    pair,
+    pair: Pair,
 ) -> None:
     primary, standby = pair
     with sql(primary) as conn:
@@ -108,7 +110,9 @@ def test_health_reads_from_the_standby_and_says_how_old_its_last_replayed_transa
 
 
 def test_after_promote_and_stop_every_job_committed_before_the_switch_is_done_exactly_once(
-    pair, start_worker, start_orchestrator
+    pair: Pair,
+    start_worker: Starter,
+    start_orchestrator: Starter,
 ) -> None:
     primary, standby = pair
     with sql(primary) as conn:

@@ -85,7 +85,7 @@ def count(conn: psycopg.Connection[Any], query: Any, params: Any = None) -> int:
 
 
 def test_a_cut_off_worker_loses_its_jobs_to_another_host_and_carries_on_when_back(
-    network, tmp_path: Path
+    network: tuple[Cluster, list[Host]], tmp_path: Path
 ) -> None:
     server, (one, two) = network
     with sql(server) as conn:
@@ -164,7 +164,7 @@ def leader(conn: psycopg.Connection[Any]) -> str | None:
 
 
 def test_cutting_the_leaders_host_moves_leadership_and_the_old_leader_stops_when_back(
-    network, tmp_path: Path
+    network: tuple[Cluster, list[Host]], tmp_path: Path
 ) -> None:
     server, hosts = network
     with sql(server) as conn:

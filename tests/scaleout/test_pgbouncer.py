@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -15,6 +17,8 @@ from conveyor import db, notify
 from conveyor.settings import Settings
 from helpers import scalar, set_flag, unique, wait_until, worker_log
 
+Conn = psycopg.Connection[Any]
+Starter = Callable[..., subprocess.Popen[bytes]]
 PREPARED_STATEMENT_TROUBLE = ("prepared statement", "bind message supplies")
 
 
@@ -43,7 +47,7 @@ def succeeded(sql: psycopg.Connection[Any], queue: str) -> int:
 
 
 def test_a_worker_of_concurrency_20_runs_2000_jobs_through_pgbouncer_each_exactly_once(
-    sql, queue, start_worker
+    sql: Conn, queue: str, start_worker: Starter
 ) -> None:
     enqueue_effects(sql, queue, 2000)
     worker = start_worker("--queue", queue, "--concurrency", "20")
@@ -65,21 +69,21 @@ def test_a_worker_of_concurrency_20_runs_2000_jobs_through_pgbouncer_each_exactl
 
 
 def test_connections_through_pgbouncer_turn_prepared_statements_off_and_direct_ones_keep_them(
-    direct_dsn, pooled_dsn
+    direct_dsn: str, pooled_dsn: str
 ) -> None:
     with db.connect(pooled_dsn) as pooled, db.connect(direct_dsn) as direct:
         assert pooled.prepare_threshold is None
         assert direct.prepare_threshold == 5  # psycopg's default
 
 
-def test_conveyor_pgbouncer_says_so_without_asking_the_server(direct_dsn) -> None:
+def test_conveyor_pgbouncer_says_so_without_asking_the_server(direct_dsn: str) -> None:
     forced = Settings(database_url=direct_dsn, pgbouncer=True)
     with db.connect(direct_dsn, settings=forced) as conn:
         assert conn.prepare_threshold is None
 
 
 def test_the_listen_probe_recognises_pgbouncer_and_passes_on_the_server_itself(
-    direct_dsn, pooled_dsn
+    direct_dsn: str, pooled_dsn: str
 ) -> None:
     through_pooler = asyncio.run(notify.probe(pooled_dsn))
     assert through_pooler is not None
@@ -88,7 +92,7 @@ def test_the_listen_probe_recognises_pgbouncer_and_passes_on_the_server_itself(
 
 
 def test_a_worker_with_a_direct_url_listens_there_and_is_woken_by_notify(
-    sql, queue, direct_dsn, start_worker
+    sql: Conn, queue: str, direct_dsn: str, start_worker: Starter
 ) -> None:
     set_flag(sql, "queue.notify.bridge_enabled", True)
     name = unique("listening-")
@@ -120,7 +124,7 @@ def test_a_worker_with_a_direct_url_listens_there_and_is_woken_by_notify(
 
 
 def test_health_through_pgbouncer_says_workers_poll_and_with_a_direct_url_that_they_listen(
-    pooled_dsn, direct_dsn
+    pooled_dsn: str, direct_dsn: str
 ) -> None:
     pooled = conveyor("health", url=pooled_dsn)
     direct = conveyor(
@@ -135,7 +139,7 @@ def test_health_through_pgbouncer_says_workers_poll_and_with_a_direct_url_that_t
 
 
 def test_enqueue_tick_dispatch_and_the_phase_commands_work_through_pgbouncer(
-    sql, queue, pooled_dsn
+    sql: Conn, queue: str, pooled_dsn: str
 ) -> None:
     event_type, kind = unique("job.test_scaleout_"), unique("t.scaleout.")
     sql.execute("SELECT fn_event_type_register(%s)", (event_type,))
@@ -165,7 +169,7 @@ def test_enqueue_tick_dispatch_and_the_phase_commands_work_through_pgbouncer(
 
 
 def test_an_orchestrator_through_pgbouncer_leads_and_reaps_an_expired_lease(
-    sql, queue, start_orchestrator
+    sql: Conn, queue: str, start_orchestrator: Starter
 ) -> None:
     job_id = enqueue_one(sql, queue)
     sql.execute("SELECT fn_job_claim(worker => 'gone', queues => ARRAY[%s])", (queue,))

@@ -12,7 +12,7 @@ from conveyor.settings import Settings
     ("value", "expected"),
     [("", None), ("auto", None), ("1", True), ("yes", True), ("0", False), ("off", False)],
 )
-def test_conveyor_pgbouncer_reads_yes_no_or_auto(value, expected) -> None:
+def test_conveyor_pgbouncer_reads_yes_no_or_auto(value: str, expected: bool | None) -> None:
     assert Settings.from_env({"CONVEYOR_PGBOUNCER": value}).pgbouncer is expected
 
 
