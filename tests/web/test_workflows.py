@@ -138,6 +138,7 @@ def test_an_operator_completes_an_operator_step_and_the_workflow_moves_on(
     run_prepare(sql, queue)
     client = login("alice")
     assert "Complete step" in client.get(f"/workflows/{workflow_id}").text
+    assert "approve (an operator)" in client.get("/workflows?status=active").text
     token = client.csrf  # type: ignore[attr-defined]
 
     answer = client.post(

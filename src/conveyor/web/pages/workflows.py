@@ -40,7 +40,9 @@ _LIST_SQL: LiteralString = """
                   count(*) FILTER (WHERE st.state = 'succeeded') AS succeeded,
                   count(*) FILTER (WHERE st.state = 'failed') AS failed,
                   count(*) FILTER (WHERE st.state IN ('cancelled', 'skipped')) AS cancelled,
-                  (array_agg(st.step_key ORDER BY st.ord)
+                  (array_agg(st.step_key
+                             || CASE WHEN st.executor = 'operator' AND st.state = 'queued'
+                                     THEN ' (an operator)' ELSE '' END ORDER BY st.ord)
                        FILTER (WHERE st.state IN ('queued', 'in_progress')))[1:5] AS waiting_on
              FROM conveyor.v_job_workflow_step AS st
             WHERE st.workflow_id = w.workflow_id
