@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Console page timings on a big table: 1,000,000 jobs and 100,000 dead letters.
+"""Console page timings on a big table: 1,000,000 jobs, 100,000 dead letters, 2,000 workflows.
 
 Builds the data with set-based SQL (straight INSERT … SELECT generate_series into the tables: a
 fixture, not the API), starts a real `conveyor web` process, logs in and reads every page
@@ -94,6 +94,63 @@ BUILD_SQL = [
 ]
 
 
+# A five-step template with an operator step, one queue per step so a claim takes the oldest
+# workflow's step; 2,000 workflows through fn_mot_graph_emit (a tenth cancelled), and the oldest
+# moved on by hand (validate and charge done, reserve running) for the detail page.
+WORKFLOW_STEPS = [
+    {"key": "validate", "kind": "order.validate", "executor": "dot", "queue": "wf.validate"},
+    {"key": "charge", "kind": "order.charge", "executor": "dot", "queue": "wf.charge",
+     "parents": ["validate"]},
+    {"key": "reserve", "kind": "order.reserve", "executor": "dot", "queue": "wf.reserve",
+     "parents": ["validate"]},
+    {"key": "approve", "kind": "order.approve", "executor": "operator", "queue": "wf.approve",
+     "parents": ["charge", "reserve"]},
+    {"key": "ship", "kind": "order.ship", "executor": "dot", "queue": "wf.ship",
+     "parents": ["approve"]},
+]  # fmt: skip
+WORKFLOWS = 2000
+EMIT_SQL = """
+    SELECT conveyor.fn_mot_graph_emit(template => 'order.fulfil',
+                                      params => jsonb_build_object('order', g))
+      FROM generate_series(1, %s) AS g
+"""
+CANCEL_SOME_SQL = """
+    SELECT conveyor.fn_job_workflow_cancel(workflow_id => jw.id, reason => 'customer withdrew',
+                                           cancelled_by => 'bench')
+      FROM conveyor.job_workflow AS jw
+     WHERE jw.id % 10 = 0
+"""
+
+
+def _claim_and_maybe_complete(conn: psycopg.Connection[Any], queue: str, complete: bool) -> None:
+    row = conn.execute(
+        "SELECT conveyor.fn_job_claim(worker => 'bench-worker-0', queues => ARRAY[%s])", (queue,)
+    ).fetchone()
+    assert row is not None
+    (job,) = row[0]["jobs"]
+    if complete:
+        conn.execute(
+            "SELECT conveyor.fn_job_complete(job_id => %s, lease_token => %s)",
+            (job["job_id"], job["lease_token"]),
+        )
+
+
+def build_workflows(conn: psycopg.Connection[Any]) -> None:
+    """The workflows of the bench, emitted and cancelled through the SQL functions."""
+    from psycopg.types.json import Jsonb
+
+    conn.execute("UPDATE conveyor.dot_config SET value = 'true' WHERE key = 'workflow.mot.enabled'")
+    conn.execute(
+        "SELECT conveyor.fn_mot_template_register(name => 'order.fulfil', steps => %s)",
+        (Jsonb(WORKFLOW_STEPS),),
+    )
+    conn.execute(EMIT_SQL, (WORKFLOWS,))
+    conn.execute(CANCEL_SOME_SQL)
+    _claim_and_maybe_complete(conn, "wf.validate", complete=True)
+    _claim_and_maybe_complete(conn, "wf.charge", complete=True)
+    _claim_and_maybe_complete(conn, "wf.reserve", complete=False)
+
+
 def with_database(dsn: str, name: str) -> str:
     params = conninfo_to_dict(dsn)
     params["dbname"] = name
@@ -101,13 +158,13 @@ def with_database(dsn: str, name: str) -> str:
 
 
 def build(admin_dsn: str) -> str:
-    """A fresh database with phases 0–3 and the big tables; its URL."""
+    """A fresh database with phases 0–4 and 6 and the big tables; its URL."""
     with psycopg.connect(admin_dsn, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{DATABASE}"')
     dsn = with_database(admin_dsn, DATABASE)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for number in (0, 1, 2, 3):
+        for number in (0, 1, 2, 3, 4, 6):
             runner.ratify(conn, number, "bench")
             runner.apply(conn, number, "bench")
         conn.execute(
@@ -128,10 +185,12 @@ def build(admin_dsn: str) -> str:
                     "SELECT conveyor.fn_heartbeat_beat(component => %s)", (f"bench-worker-{n}",)
                 )
         conn.execute("SELECT conveyor.fn_job_queue_pause(queue => 'q19', paused_by => 'bench')")
+        build_workflows(conn)
         conn.execute("VACUUM ANALYZE conveyor.job_queue")
         conn.execute("VACUUM ANALYZE conveyor.job_dead_letter")
         print(
-            f"built 1,000,000 jobs + 100,000 dead letters in {time.perf_counter() - started:.1f} s"
+            f"built 1,000,000 jobs + 100,000 dead letters + {WORKFLOWS:,} workflows in"
+            f" {time.perf_counter() - started:.1f} s"
         )
     return dsn
 
@@ -192,7 +251,9 @@ def pages(dsn: str) -> list[tuple[str, str]]:
         dead = conn.execute(
             "SELECT min(id) + 50000 FROM conveyor.job_dead_letter WHERE resolved_at IS NULL"
         ).fetchone()
-        assert mid and dead
+        oldest = conn.execute("SELECT min(id) FROM conveyor.job_workflow").fetchone()
+        middle = conn.execute("SELECT min(id) + 1000 FROM conveyor.job_workflow").fetchone()
+        assert mid and dead and oldest and middle
     job_id, dead_id = int(mid[0]), int(dead[0])
     return [
         ("overview", "/"),
@@ -212,6 +273,10 @@ def pages(dsn: str) -> list[tuple[str, str]]:
         ("replay confirmation queue=q03", "/dead-letters/replay-set?queue=q03"),
         ("components", "/components"),
         ("phases", "/phases"),
+        ("workflows", "/workflows"),
+        ("workflows, a page back (keyset)", f"/workflows?before={int(middle[0])}"),
+        ("workflows status=cancelled", "/workflows?status=cancelled"),
+        ("workflow detail (graph)", f"/workflows/{int(oldest[0])}"),
         ("/metrics", "/metrics"),
     ]
 
@@ -253,6 +318,8 @@ def screenshots(url: str, paths: list[tuple[str, str]], target: Path) -> None:
         "replay-confirm": "/dead-letters/replay-set?queue=q03",
         "components": "/components",
         "phases": "/phases",
+        "workflows": "/workflows",
+        "workflow": dict(paths)["workflow detail (graph)"],
     }
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -307,7 +374,8 @@ def main() -> None:
                 f"# console page timings — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
                 "",
                 "1,000,000 jobs (880k succeeded, 20k cancelled, 97k queued, 3k running; 20 queues,"
-                " 30 kinds) and 100,000 dead letters (90k open); `VACUUM ANALYZE` after the build."
+                " 30 kinds), 100,000 dead letters (90k open) and 2,000 five-step workflows (a"
+                " tenth cancelled); `VACUUM ANALYZE` after the build."
                 f" {args.rounds} reads per page after one warm-up; server time from the"
                 " `Server-Timing` header (queries + rendering), round trip from httpx.",
                 "",

@@ -109,6 +109,8 @@ POSTS = [
     ("/dead-letters/replay-set", {"queue": "x", "count": "1"}),
     ("/components/forget", {"component": "x"}),
     ("/jobs/cancel", {"job_id": "1"}),
+    ("/workflows/cancel", {"workflow_id": "1"}),
+    ("/workflows/complete-step", {"workflow_id": "1", "step": "approve"}),
     ("/logout", {}),
 ]
 
@@ -530,3 +532,20 @@ def test_an_operator_cancels_a_job_and_the_reason_names_them(
     ).fetchone() or (None, None)
     assert status == "cancelled"
     assert reason == "cancelled by alice in the console: dup"
+
+
+@pytest.mark.parametrize("who", ["alice", "rita"])
+def test_without_phase_6_the_workflows_link_is_absent_and_its_pages_say_what_to_run(
+    login: Callable[[str], httpx.Client], who: str
+) -> None:
+    client = login(who)
+
+    overview = client.get("/")
+    listing = client.get("/workflows")
+    detail = client.get("/workflows/1")
+
+    assert 'href="/workflows"' not in overview.text
+    for answer in (listing, detail):
+        assert answer.status_code == 200
+        assert "needs phase 6" in answer.text
+        assert "conveyor phase apply 6" in answer.text

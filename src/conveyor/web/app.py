@@ -24,7 +24,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from conveyor import metrics
 from conveyor.errors import ConveyorError
 from conveyor.web import sessions
-from conveyor.web.pages import components, dead_letters, jobs, overview, phases, queues
+from conveyor.web.pages import (
+    components,
+    dead_letters,
+    jobs,
+    overview,
+    phases,
+    queues,
+    workflows,
+)
 from conveyor.web.sessions import safe_path
 from conveyor.web.state import HERE, ConsoleState, flash
 
@@ -116,6 +124,7 @@ def routes() -> list[BaseRoute]:
         *overview.routes,
         *queues.routes,
         *jobs.routes,
+        *workflows.routes,
         *dead_letters.routes,
         *components.routes,
         *phases.routes,

@@ -6,6 +6,7 @@ Pages read through `read(request, fn)`, which runs *fn* on a pooled connection i
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
 from conveyor.calls import call
+from conveyor.cli.context import applied_phases
 from conveyor.types import JsonObject
 from conveyor.web.users import User
 
@@ -28,6 +30,7 @@ NAV = (
     ("overview", "/", "Overview"),
     ("queues", "/queues", "Queues"),
     ("jobs", "/jobs", "Jobs"),
+    ("workflows", "/workflows", "Workflows"),
     ("dead_letters", "/dead-letters", "Dead letters"),
     ("components", "/components", "Components"),
     ("phases", "/phases", "Phases"),
@@ -67,6 +70,8 @@ class ConsoleState:
     metrics_token: str | None = None
     tls: bool = False
     templates: Jinja2Templates = field(default_factory=_templates)
+    # (when checked, whether phase 6 was applied): the Workflows link shows only with phase 6.
+    workflows_checked: tuple[float, bool] = (float("-inf"), False)
 
 
 def state(request: Request) -> ConsoleState:
@@ -92,6 +97,20 @@ async def act(request: Request, sql: LiteralString, params: Sequence[Any]) -> Js
     return await run_in_threadpool(run)
 
 
+# How long the answer "is phase 6 applied?" is reused before the ledger is read again.
+_PHASE_CHECK_SECONDS = 10.0
+
+
+def _workflows_applied(request: Request) -> bool:
+    console = state(request)
+    checked_at, applied = console.workflows_checked
+    if time.monotonic() - checked_at > _PHASE_CHECK_SECONDS:
+        with console.pool.connection() as conn:
+            applied = 6 in applied_phases(conn)
+        console.workflows_checked = (time.monotonic(), applied)
+    return applied
+
+
 def render(
     request: Request, template: str, page: str, user: User, status_code: int = 200, **context: Any
 ) -> Response:
@@ -101,7 +120,7 @@ def render(
         request,
         template,
         {
-            "nav": NAV,
+            "nav": [n for n in NAV if n[0] != "workflows" or _workflows_applied(request)],
             "page": page,
             "user": user,
             "csrf": request.session.get("csrf", ""),
