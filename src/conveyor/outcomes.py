@@ -108,8 +108,9 @@ class Outcomes:
         _log_failure(job, error, "dead-lettered (permanent failure)")
 
     async def snoozed(self, job: ClaimedJob, seconds: float) -> None:
-        await self._run(jobs.snooze_statement(job.job_id, job.lease_token, seconds))
-        self.stats.snoozed += 1
+        answer = await self._run(jobs.snooze_statement(job.job_id, job.lease_token, seconds))
+        if not self._past_max_releases(job, answer):
+            self.stats.snoozed += 1
 
     async def cancelled(self, job: ClaimedJob) -> None:
         """The handler stopped after a cancel request: the job ends cancelled."""
@@ -118,8 +119,22 @@ class Outcomes:
 
     async def released(self, job: ClaimedJob) -> None:
         """Shutdown: give the job back without spending the attempt."""
-        await self._run(jobs.release_statement(job.job_id, job.lease_token))
-        self.stats.released += 1
+        answer = await self._run(jobs.release_statement(job.job_id, job.lease_token))
+        if not self._past_max_releases(job, answer):
+            self.stats.released += 1
+
+    def _past_max_releases(self, job: ClaimedJob, answer: JsonObject) -> bool:
+        """True if the SQL dead-lettered the job instead (given back too often)."""
+        if answer.get("status") != "dead_letter":
+            return False
+        self.stats.dead_lettered += 1
+        log.warning(
+            "job %s (%s) was given back too often; dead-lettered (%s)",
+            job.job_id,
+            job.kind,
+            answer.get("reason"),
+        )
+        return True
 
     def _completion_error(self) -> None:
         self.stats.completion_errors += 1
