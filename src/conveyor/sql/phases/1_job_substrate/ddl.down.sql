@@ -46,3 +46,6 @@ $$;
 
 DROP TABLE conveyor.job_dead_letter;
 DROP TABLE conveyor.job_queue;
+
+-- Every function and view this file created belongs to conveyor_admin (see owner.sql).
+\ir ../../owner.sql

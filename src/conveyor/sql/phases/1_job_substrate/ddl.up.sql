@@ -179,6 +179,9 @@ COMMENT ON INDEX conveyor.job_dead_letter_one_open_idx IS 'At most one open dead
 
 -- Admins own and migrate; workers and readers get no table privileges (functions and views only).
 GRANT ALL ON TABLE conveyor.job_queue, conveyor.job_dead_letter TO conveyor_admin;
+-- fn_job_enqueue_many draws ids from the identity sequence itself (to keep input order), and
+-- runs as its owner, conveyor_admin.
+GRANT USAGE, SELECT ON SEQUENCE conveyor.job_queue_id_seq TO conveyor_admin;
 
 -- ---------------------------------------------------------------------------------------------
 -- Functions: private helpers first, then the public API (each file revokes PUBLIC and grants).
@@ -270,3 +273,6 @@ COMMENT ON VIEW conveyor.v_dead_letter_all IS 'Every dead letter, resolved or no
 GRANT SELECT ON conveyor.v_job_queue_backlog, conveyor.v_job_queue_in_progress,
                 conveyor.v_job_queue_dead_letter_open, conveyor.v_dead_letter_all
     TO conveyor_reader, conveyor_admin;
+
+-- Every function and view this file created belongs to conveyor_admin (see owner.sql).
+\ir ../../owner.sql
