@@ -108,9 +108,8 @@ class Outcomes:
         _log_failure(job, error, "dead-lettered (permanent failure)")
 
     async def snoozed(self, job: ClaimedJob, seconds: float) -> None:
-        answer = await self._run(jobs.snooze_statement(job.job_id, job.lease_token, seconds))
-        if not self._past_max_releases(job, answer):
-            self.stats.snoozed += 1
+        await self._run(jobs.snooze_statement(job.job_id, job.lease_token, seconds))
+        self.stats.snoozed += 1
 
     async def cancelled(self, job: ClaimedJob) -> None:
         """The handler stopped after a cancel request: the job ends cancelled."""
@@ -124,12 +123,12 @@ class Outcomes:
             self.stats.released += 1
 
     def _past_max_releases(self, job: ClaimedJob, answer: JsonObject) -> bool:
-        """True if the SQL dead-lettered the job instead (given back too often)."""
+        """True if the SQL dead-lettered the job instead (released too often)."""
         if answer.get("status") != "dead_letter":
             return False
         self.stats.dead_lettered += 1
         log.warning(
-            "job %s (%s) was given back too often; dead-lettered (%s)",
+            "job %s (%s) was released too often; dead-lettered (%s)",
             job.job_id,
             job.kind,
             answer.get("reason"),

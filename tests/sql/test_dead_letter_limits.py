@@ -1,5 +1,5 @@
 """Dead letters by the schema: at most one open dead letter per job (a unique partial index, raced
-over every path that dead-letters), and the release cap — a job given back unfinished more than
+over every path that dead-letters), and the release cap — a job released unfinished more than
 queue.retry.max_releases times is dead-lettered with reason max_releases_exceeded. Plain SQL on
 real PostgreSQL; the module's database gets phase 2 (the reaper) on top of the template."""
 
@@ -141,16 +141,12 @@ def test_the_release_cap_ships_at_100(jobs: Conn) -> None:
     assert value == 100
 
 
-@pytest.mark.parametrize(
-    "give_back",
-    [
-        "SELECT fn_job_release(job_id => %s, lease_token => %s)",
-        "SELECT fn_job_snooze(job_id => %s, lease_token => %s, seconds => 0)",
-    ],
-    ids=["release", "snooze"],
-)
-def test_a_job_given_back_past_max_releases_is_dead_lettered_with_its_own_reason(
-    jobs: Conn, give_back: str
+RELEASE = "SELECT fn_job_release(job_id => %s, lease_token => %s)"
+SNOOZE = "SELECT fn_job_snooze(job_id => %s, lease_token => %s, seconds => 0)"
+
+
+def test_a_job_released_past_max_releases_is_dead_lettered_with_its_own_reason(
+    jobs: Conn,
 ) -> None:
     queue = unique("rel")
     jobs.execute(
@@ -159,13 +155,13 @@ def test_a_job_given_back_past_max_releases_is_dead_lettered_with_its_own_reason
     job_id = enqueue(jobs, queue)
     for _ in range(3):
         job = claim_one(jobs, queue)
-        answer = scalar(jobs, give_back, (job_id, job["lease_token"]))
+        answer = scalar(jobs, RELEASE, (job_id, job["lease_token"]))
         assert answer["status"] == "queued", answer
     counts = jobs.execute("SELECT releases, attempts FROM job_queue WHERE id = %s", (job_id,))
     assert counts.fetchone() == (3, 0)
 
     job = claim_one(jobs, queue)
-    answer = scalar(jobs, give_back, (job_id, job["lease_token"]))
+    answer = scalar(jobs, RELEASE, (job_id, job["lease_token"]))
 
     assert answer["status"] == "dead_letter" and answer["reason"] == "max_releases_exceeded"
     row = jobs.execute(
@@ -174,10 +170,28 @@ def test_a_job_given_back_past_max_releases_is_dead_lettered_with_its_own_reason
     ).fetchone()
     assert row == (
         "max_releases_exceeded",
-        "given back unfinished 3 times (queue.retry.max_releases = 3)",
+        "released unfinished 3 times (queue.retry.max_releases = 3)",
         3,
     )
     assert scalar(jobs, "SELECT count(*) FROM job_queue WHERE id = %s", (job_id,)) == 0
+
+
+def test_snoozes_do_not_count_toward_the_release_cap(jobs: Conn) -> None:
+    queue = unique("rel")
+    jobs.execute(
+        "UPDATE dot_config SET value = %s WHERE key = 'queue.retry.max_releases'", (Jsonb(1),)
+    )
+    job_id = enqueue(jobs, queue)
+    for _ in range(3):
+        job = claim_one(jobs, queue)
+        assert scalar(jobs, SNOOZE, (job_id, job["lease_token"]))["status"] == "queued"
+
+    job = claim_one(jobs, queue)
+    answer = scalar(jobs, RELEASE, (job_id, job["lease_token"]))
+
+    assert answer["status"] == "queued", answer  # the first release: within the cap of 1
+    row = jobs.execute("SELECT releases FROM job_queue WHERE id = %s", (job_id,)).fetchone()
+    assert row == (1,)
 
 
 def test_a_stale_token_past_the_cap_is_still_only_lease_lost(jobs: Conn) -> None:

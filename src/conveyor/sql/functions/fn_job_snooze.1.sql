@@ -1,7 +1,7 @@
 -- fn_job_snooze: the lease holder puts its job back to run later (at now() + seconds) without
 -- spending the attempt the claim counted. A job whose cancellation was requested is not queued
--- again: it ends cancelled. A stale token gets lease_lost and changes nothing. The snooze counts
--- in releases: past queue.retry.max_releases the job is dead-lettered (max_releases_exceeded).
+-- again: it ends cancelled. A stale token gets lease_lost and changes nothing. Unlike a release,
+-- a snooze does not count toward queue.retry.max_releases: the handler chose the wait.
 CREATE OR REPLACE FUNCTION conveyor.fn_job_snooze(
     job_id      bigint,
     lease_token uuid,
@@ -31,7 +31,8 @@ BEGIN
     RETURN fn_job__requeue(
         fn_job_snooze.job_id,
         fn_job_snooze.lease_token,
-        now() + make_interval(secs => fn_job_snooze.seconds::double precision));
+        now() + make_interval(secs => fn_job_snooze.seconds::double precision),
+        false);
 END;
 $$;
 REVOKE ALL ON FUNCTION conveyor.fn_job_snooze(bigint, uuid, numeric) FROM PUBLIC;
@@ -39,8 +40,6 @@ GRANT EXECUTE ON FUNCTION conveyor.fn_job_snooze(bigint, uuid, numeric) TO conve
 COMMENT ON FUNCTION conveyor.fn_job_snooze(bigint, uuid, numeric) IS
     'Put the leased job back to queued at now() + seconds (0..315576000) without spending the '
     'attempt. → {"ok":true,"job_id","status":"queued","run_at"}; cancellation requested → '
-    '{"ok":true,"job_id","status":"cancelled"}; given back more than queue.retry.max_releases (100) '
-    'times → {"ok":true,"job_id","status":"dead_letter","reason":"max_releases_exceeded",'
-    '"dead_letter_id"}; stale token → {"refused":true,"reason":"lease_lost",'
+    '{"ok":true,"job_id","status":"cancelled"}; stale token → {"refused":true,"reason":"lease_lost",'
     '"job_id"}. Refuses job_substrate_disabled while queue.job_substrate.enabled is false. '
     'Example: SELECT conveyor.fn_job_snooze(42, ''0b6f7a58-3c2e-4d8a-9f51-2f0c8e1d7a10'', seconds => 300)';

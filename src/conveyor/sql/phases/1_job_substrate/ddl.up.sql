@@ -81,9 +81,9 @@ COMMENT ON COLUMN conveyor.job_queue.attempts IS
     'Number of claims. Counted AT CLAIM, so a job that kills its worker still exhausts its '
     'attempts; snooze and release give the attempt back.';
 COMMENT ON COLUMN conveyor.job_queue.releases IS
-    'Times the job was given back unfinished (fn_job_release, fn_job_snooze): not attempts, but '
+    'Times the job was released unfinished (fn_job_release, a worker draining): not attempts, but '
     'capped by queue.retry.max_releases, past which the job is dead-lettered '
-    '(max_releases_exceeded) so a job drained on every run still ends.';
+    '(max_releases_exceeded) so a job drained on every run still ends. Snoozes do not count.';
 COMMENT ON COLUMN conveyor.job_queue.max_attempts IS
     'Per-job limit; NULL means config queue.retry.max_attempts.<kind>, else .default.';
 COMMENT ON COLUMN conveyor.job_queue.idempotency_key IS
@@ -156,8 +156,8 @@ COMMENT ON COLUMN conveyor.job_dead_letter.payload IS 'The job''s payload (may h
 COMMENT ON COLUMN conveyor.job_dead_letter.job IS 'The full job_queue row at failure, as JSON (to_jsonb of the row).';
 COMMENT ON COLUMN conveyor.job_dead_letter.reason IS
     'permanent_failure (fn_job_fail_permanent), max_attempts_exhausted (fn_job_fail_transient), '
-    'lease_expired (the reaper, phase 2), max_releases_exceeded (fn_job_release / fn_job_snooze '
-    'past queue.retry.max_releases).';
+    'lease_expired (the reaper, phase 2), max_releases_exceeded (fn_job_release past '
+    'queue.retry.max_releases).';
 COMMENT ON COLUMN conveyor.job_dead_letter.error IS 'Error reported by the worker, truncated to 2,000 characters.';
 COMMENT ON COLUMN conveyor.job_dead_letter.attempts IS 'Attempts spent when the job failed.';
 COMMENT ON COLUMN conveyor.job_dead_letter.resolved_at IS 'When an operator replayed or dismissed the dead letter.';
