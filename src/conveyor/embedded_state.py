@@ -34,9 +34,9 @@ class Postmaster:
     host: str  # "" when the server listens on no TCP address
     status: str
 
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
+    def url(self, password: str | None = None) -> str:
+        user = "postgres" if password is None else f"postgres:{password}"
+        return f"postgresql://{user}@{self.host}:{self.port}/postgres"
 
 
 def read_postmaster(data: Path) -> Postmaster | None:

@@ -35,6 +35,7 @@ class WorkerStats:
     cancelled: int = 0
     lease_lost: int = 0
     released: int = 0
+    completion_errors: int = 0  # completion batches the database rejected unexpectedly
 
     def __str__(self) -> str:
         """One readable line: ``12 claimed: 10 succeeded, 1 retried, 1 dead-lettered``."""
@@ -48,6 +49,7 @@ class WorkerStats:
                 ("cancelled", self.cancelled),
                 ("lease lost", self.lease_lost),
                 ("released", self.released),
+                ("completion errors", self.completion_errors),
             )
             if count
         ]
@@ -60,7 +62,7 @@ class Outcomes:
     def __init__(self, run: Run, stats: WorkerStats) -> None:
         self._run = run
         self.stats = stats
-        self.completer = Completer(run)
+        self.completer = Completer(run, self._completion_error)
 
     async def succeeded(self, job: ClaimedJob, result: Any, *, recorded: bool = False) -> None:
         """Complete *job* (*recorded*: a transactional handler already did, with its effects).
@@ -69,9 +71,21 @@ class Outcomes:
         """
         if not recorded and result is not None:
             await self._run(jobs.complete_statement(job.job_id, job.lease_token, result))
-        elif not recorded and not await self.completer.complete(job):
-            self.lease_lost(job, "lease lost; result discarded")
-            return
+        elif not recorded:
+            try:
+                completed = await self.completer.complete(job)
+            except Exception as error:  # the database rejected this completion (logged, counted)
+                log.error(
+                    "job %s: could not be completed (%s: %s); its lease will expire and the "
+                    "reaper will hand it out again",
+                    job.job_id,
+                    type(error).__name__,
+                    error,
+                )
+                return
+            if not completed:
+                self.lease_lost(job, "lease lost; result discarded")
+                return
         self.stats.succeeded += 1
 
     async def failed(self, job: ClaimedJob, error: str, retry_in: float | None = None) -> None:
@@ -104,8 +118,25 @@ class Outcomes:
 
     async def released(self, job: ClaimedJob) -> None:
         """Shutdown: give the job back without spending the attempt."""
-        await self._run(jobs.release_statement(job.job_id, job.lease_token))
-        self.stats.released += 1
+        answer = await self._run(jobs.release_statement(job.job_id, job.lease_token))
+        if not self._past_max_releases(job, answer):
+            self.stats.released += 1
+
+    def _past_max_releases(self, job: ClaimedJob, answer: JsonObject) -> bool:
+        """True if the SQL dead-lettered the job instead (released too often)."""
+        if answer.get("status") != "dead_letter":
+            return False
+        self.stats.dead_lettered += 1
+        log.warning(
+            "job %s (%s) was released too often; dead-lettered (%s)",
+            job.job_id,
+            job.kind,
+            answer.get("reason"),
+        )
+        return True
+
+    def _completion_error(self) -> None:
+        self.stats.completion_errors += 1
 
     def lease_lost(self, job: ClaimedJob, what: str) -> None:
         """The database fenced this attempt off; nothing to record."""

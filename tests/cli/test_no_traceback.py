@@ -248,9 +248,10 @@ def test_a_role_without_privileges_gets_one_line_not_a_traceback(empty_dsn: str)
     _apply(empty_dsn, 0, 1)
     role = f"nopriv_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{role}'")  # no trust: a password
         params = conninfo_to_dict(empty_dsn)
         params["user"] = role
+        params["password"] = role
     try:
         result = conveyor("config", "list", url=make_conninfo("", **params), timeout=60)
         assert result.returncode == 1

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import conveyor.embedded
+from conveyor import embedded_install as install
 from conveyor.embedded import (
     EmbeddedServer,
     EmbeddedServerError,
@@ -170,7 +174,8 @@ def _signal_and_wait(child: subprocess.Popen[str], signum: int) -> int:
 
 def test_a_started_server_answers_queries_and_notifications_over_tcp(data_dir: Path) -> None:
     with EmbeddedServer(data_dir) as server:
-        assert server.dsn.startswith("postgresql://postgres@127.0.0.1:")
+        assert server.dsn.startswith("postgresql://postgres:")
+        assert "@127.0.0.1:" in server.dsn
         with (
             psycopg.connect(server.dsn, autocommit=True) as listener,
             psycopg.connect(server.dsn, autocommit=True) as sender,
@@ -296,3 +301,108 @@ def test_the_default_data_dir_suits_the_user() -> None:
         assert default_data_dir() == Path("/var/lib/conveyor/embedded")
     else:
         assert default_data_dir().parts[-2:] == ("conveyor", "embedded")
+
+
+# --- closed to other local users ------------------------------------------------------------------
+
+
+def _without_password(url: str) -> str:
+    params = conninfo_to_dict(url)
+    params.pop("password", None)
+    return make_conninfo("", **{k: str(v) for k, v in params.items() if v is not None})
+
+
+def test_the_password_file_is_readable_by_its_owner_only(data_dir: Path) -> None:
+    with EmbeddedServer(data_dir) as server:
+        secret = data_dir.with_name(f"{data_dir.name}.password")
+        assert secret.stat().st_mode & 0o777 == 0o600
+        assert secret.stat().st_uid == os.geteuid()
+        assert conninfo_to_dict(server.dsn)["password"] == secret.read_text().strip()
+
+
+def test_a_connection_without_the_password_is_refused(data_dir: Path) -> None:
+    with (
+        EmbeddedServer(data_dir) as server,
+        pytest.raises(psycopg.OperationalError, match="password"),
+    ):
+        psycopg.connect(_without_password(server.dsn), connect_timeout=10, passfile="/dev/null")
+
+
+@pytest.fixture
+def other_user() -> Iterator[str]:
+    """A throwaway local OS user (root only), removed afterwards."""
+    if not AS_ROOT:
+        pytest.skip("creating another local user to connect as needs root")
+    name = f"conveyor-t{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
+def _as(user: str, command: list[str]) -> subprocess.CompletedProcess[str]:
+    entry = pwd.getpwnam(user)
+    return subprocess.run(
+        command,
+        user=entry.pw_uid,
+        group=entry.pw_gid,
+        extra_groups=[],
+        cwd="/",
+        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_another_local_user_cannot_connect_to_the_embedded_server(
+    data_dir: Path, other_user: str
+) -> None:
+    psql = str(install.bin_dir(install.server_account()) / "psql")
+    with EmbeddedServer(data_dir) as server:
+        params = conninfo_to_dict(server.dsn)
+        over_tcp = _without_password(server.dsn)
+        over_socket = f"host={data_dir} port={params['port']} user=postgres dbname=postgres"
+        secret = data_dir.with_name(f"{data_dir.name}.password")
+
+        tcp = _as(other_user, [psql, "-w", "-X", "-d", over_tcp, "-c", "SELECT 1"])
+        socket = _as(other_user, [psql, "-w", "-X", "-d", over_socket, "-c", "SELECT 1"])
+        read = _as(other_user, ["cat", str(secret)])
+        owner = subprocess.run(
+            [psql, "-w", "-X", "-At", "-d", server.dsn, "-c", "SELECT 1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert owner.stdout.strip() == "1", owner.stderr  # the same psql, with the password, gets in
+    assert tcp.returncode != 0 and "password" in tcp.stderr, tcp
+    assert socket.returncode != 0, socket
+    assert read.returncode != 0 and "Permission denied" in read.stderr, read
+
+
+def test_a_cluster_from_before_passwords_asks_for_one_once_conveyor_attaches(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with EmbeddedServer(data_dir):
+        pass
+    hba = data_dir / "pg_hba.conf"
+    hba.write_text(hba.read_text().replace("scram-sha-256", "trust"))  # as initdb --auth=trust
+    secret = data_dir.with_name(f"{data_dir.name}.password")
+    secret.unlink()
+
+    with EmbeddedServer(data_dir) as server:
+        assert "trust" not in "".join(
+            line for line in hba.read_text().splitlines() if not line.startswith("#")
+        )
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(_without_password(server.dsn), connect_timeout=10, passfile="/dev/null")
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert "now asks for the password" in caplog.text

@@ -26,10 +26,10 @@ HEALTH_SQL: LiteralString = """
      ORDER BY h.component
 """
 SIGNALS_SQL: LiteralString = """
-    SELECT round(max(h.oldest_xmin_age_seconds)::numeric, 1),
-           round(max(h.job_queue_dead_tuple_ratio)::numeric, 3),
-           max(h.notification_queue_usage)
-      FROM conveyor.v_queue_health AS h
+    SELECT round(s.oldest_xmin_age_seconds::numeric, 1), s.oldest_xmin_age_xids,
+           s.job_queue_dead_tuples, s.job_queue_live_tuples, s.autovacuum_off_tables,
+           round(s.notification_queue_usage::numeric, 3), s.database_hint
+      FROM conveyor.fn_queue_health__db_signals() AS s
 """
 # On a standby: how old the last replayed transaction is, and whether all WAL received is replayed.
 REPLICA_SQL: LiteralString = """
@@ -70,14 +70,19 @@ def explain(component: str, kind: str, hint: str, age: Any) -> str:
 
 
 def _signals_line(signals: tuple[Any, ...]) -> str:
-    xmin, dead, notify = signals
-    long_tx = "no long transaction" if xmin is None else f"oldest transaction/xmin age {xmin} s"
-    dead_text = "n/a" if dead is None else str(dead)
-    notify_text = "n/a" if notify is None else str(notify)
-    return (
-        f"database: {long_tx}, job_queue dead tuple ratio {dead_text}, "
-        f"notification queue usage {notify_text}"
+    xmin_s, xmin_xids, dead, live, autovacuum_off, notify, hint = signals
+    long_tx = (
+        "no long transaction"
+        if xmin_s is None and xmin_xids is None
+        else f"vacuum horizon held {xmin_s if xmin_s is not None else '?'} s / {xmin_xids} xids"
     )
+    line = (
+        f"database: {long_tx}, job_queue {dead} dead / {live} live tuples, "
+        f"notification queue usage {notify}"
+    )
+    if autovacuum_off:
+        line += f", autovacuum skips {', '.join(autovacuum_off)}"
+    return line + ("" if hint == "ok" else f"; WARNING: {hint}")
 
 
 def _replica_line(replica: tuple[Any, ...]) -> str | None:

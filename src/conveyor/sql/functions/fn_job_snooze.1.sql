@@ -1,6 +1,7 @@
 -- fn_job_snooze: the lease holder puts its job back to run later (at now() + seconds) without
 -- spending the attempt the claim counted. A job whose cancellation was requested is not queued
--- again: it ends cancelled. A stale token gets lease_lost and changes nothing.
+-- again: it ends cancelled. A stale token gets lease_lost and changes nothing. Unlike a release,
+-- a snooze does not count toward queue.retry.max_releases: the handler chose the wait.
 CREATE OR REPLACE FUNCTION conveyor.fn_job_snooze(
     job_id      bigint,
     lease_token uuid,
@@ -30,7 +31,8 @@ BEGIN
     RETURN fn_job__requeue(
         fn_job_snooze.job_id,
         fn_job_snooze.lease_token,
-        now() + make_interval(secs => fn_job_snooze.seconds::double precision));
+        now() + make_interval(secs => fn_job_snooze.seconds::double precision),
+        false);
 END;
 $$;
 REVOKE ALL ON FUNCTION conveyor.fn_job_snooze(bigint, uuid, numeric) FROM PUBLIC;

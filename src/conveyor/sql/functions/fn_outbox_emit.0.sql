@@ -21,4 +21,4 @@ REVOKE ALL ON FUNCTION conveyor.fn_outbox_emit(text, jsonb, text) FROM PUBLIC;
 -- forge them (its staging operations emit through fn_iu_op_*, which run as the owner).
 GRANT EXECUTE ON FUNCTION conveyor.fn_outbox_emit(text, jsonb, text) TO conveyor_admin;
 COMMENT ON FUNCTION conveyor.fn_outbox_emit(text, jsonb, text) IS
-    'Append an event (registered type, object payload) in the caller''s transaction; returns its id. Unregistered type or non-object payload: SQLSTATE 22023. Example: SELECT conveyor.fn_outbox_emit(''staging.record_marked'', ''{"record_id": 1}'')';
+    'Append an event (registered type, object payload) in the caller''s transaction; returns its id. Unregistered type, non-object payload or one over outbox.payload.max_bytes: SQLSTATE 22023. Example: SELECT conveyor.fn_outbox_emit(''staging.record_marked'', ''{"record_id": 1}'')';

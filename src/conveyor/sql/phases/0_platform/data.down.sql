@@ -9,7 +9,8 @@ DELETE FROM conveyor.event_outbox_cursor
 
 DELETE FROM conveyor.iu_outbound_worker WHERE name = 'iu_outbound_default';
 
-DELETE FROM conveyor.dot_config WHERE key = 'iu.auto_instantiate.legacy_enabled';
+DELETE FROM conveyor.dot_config
+ WHERE key IN ('iu.auto_instantiate.legacy_enabled', 'outbox.payload.max_bytes');
 
 DELETE FROM conveyor.iu_sql_event_route
  WHERE route IN ('iu_staging_record.mark', 'iu_staging_record.approve', 'iu_staging_record.cut',

@@ -26,7 +26,10 @@ VALUES
 
 INSERT INTO conveyor.dot_config (key, value, description) VALUES
     ('iu.auto_instantiate.legacy_enabled', 'true',
-     'Legacy auto-instantiate path (fn_iu_auto_instantiate_run) on; phase 4 turns it off when dispatch takes over');
+     'Legacy auto-instantiate path (fn_iu_auto_instantiate_run) on; phase 4 turns it off when dispatch takes over'),
+    ('outbox.payload.max_bytes', '262144',
+     'Largest payload fn_outbox_emit accepts, in bytes of its jsonb value (pg_column_size): every '
+     'consumer reads every event.');
 
 INSERT INTO conveyor.iu_outbound_worker (name, consumer, sink, cadence_seconds, enabled) VALUES
     ('iu_outbound_default', 'outbound.iu_outbound_default', 'table', 60, true);

@@ -3,7 +3,7 @@
 -- along (roll back later phases first). Tables are dropped with their rows; the runner
 -- archives or refuses before it gets here, and data.down.sql refuses while events exist.
 -- Not undone: the roles conveyor_admin, conveyor_worker and conveyor_reader are cluster-wide
--- and may serve other databases, so they stay (they hold no privileges once these objects
+-- and may serve other databases, so they stay (with their connection limits) (they hold no privileges once these objects
 -- are gone, so an operator can drop them by hand). Their per-database settings for THIS
 -- database are undone (RESET, last below); those of other databases are left alone.
 
@@ -83,3 +83,6 @@ BEGIN
                    current_database());
 END;
 $$;
+
+-- Every function and view this file created belongs to conveyor_admin (see owner.sql).
+\ir ../../owner.sql

@@ -35,6 +35,34 @@ BEGIN
 END;
 $$;
 
+-- conveyor_admin owns every function and view (owner.sql), so fn_queue_health__db_signals sees
+-- other roles' sessions (their transaction start and xmin) through pg_read_all_stats, not by
+-- being a superuser. Membership is cluster-wide and, like the roles, stays on rollback.
+GRANT pg_read_all_stats TO conveyor_admin;
+
+-- Connection limits: a runaway worker fleet, dashboard or script logging in as one of these
+-- roles cannot take every connection and lock out the others and the superuser. Set once, as a
+-- share of this server's max_connections (workers half, readers and admins a tenth each, at
+-- least 2), and only where a role has none: an operator's own limit is kept. Like the roles,
+-- the limits are cluster-wide and stay when a phase is rolled back. A limit counts sessions
+-- that log in as the role itself, not its members.
+DO $$
+DECLARE
+    v_max  integer := current_setting('max_connections')::integer;
+    v_role record;
+BEGIN
+    FOR v_role IN
+        SELECT r.rolname, CASE r.rolname WHEN 'conveyor_worker' THEN greatest(v_max / 2, 2)
+                                         ELSE greatest(v_max / 10, 2) END AS wanted
+          FROM pg_catalog.pg_roles AS r
+         WHERE r.rolname IN ('conveyor_admin', 'conveyor_worker', 'conveyor_reader')
+           AND r.rolconnlimit = -1
+    LOOP
+        EXECUTE format('ALTER ROLE %I CONNECTION LIMIT %s', v_role.rolname, v_role.wanted);
+    END LOOP;
+END;
+$$;
+
 -- What each role may do (granted object by object below and in every function file):
 --   conveyor_admin   owns/migrates: ALL on tables, EXECUTE on every public function.
 --   conveyor_worker  no table or view privileges at all; EXECUTE on the job functions a worker
@@ -415,3 +443,6 @@ COMMENT ON VIEW conveyor.v_iu_outbound_worker IS
 
 GRANT SELECT ON conveyor.v_iu_staging_record, conveyor.v_event_outbox_cursor_lag,
     conveyor.v_iu_outbound_worker TO conveyor_admin, conveyor_reader;
+
+-- Every function and view this file created belongs to conveyor_admin (see owner.sql).
+\ir ../../owner.sql

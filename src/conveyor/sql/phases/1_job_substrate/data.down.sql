@@ -7,6 +7,7 @@ DELETE FROM conveyor.dot_config AS dc
                   'queue.retry.cap_seconds',
                   'queue.retry.jitter',
                   'queue.retry.max_attempts.default',
+                  'queue.retry.max_releases',
                   'queue.lease.default_seconds',
                   'queue.payload.max_bytes',
                   'queue.payload.max_depth',

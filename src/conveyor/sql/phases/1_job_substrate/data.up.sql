@@ -17,6 +17,10 @@ INSERT INTO conveyor.dot_config (key, value, description) VALUES
     ('queue.retry.max_attempts.default', '5',
      'Attempts a job gets when neither the job nor queue.retry.max_attempts.<kind> sets a limit '
      '(a JSON number from 1 to 1000).'),
+    ('queue.retry.max_releases', '100',
+     'Times a job may be released unfinished (fn_job_release, a worker draining) before the next '
+     'release dead-letters it with reason max_releases_exceeded (a JSON number ≥ 0). Snoozes '
+     'do not count.'),
     ('queue.lease.default_seconds', '60',
      'Lease length in seconds for fn_job_claim and fn_job_extend_lease when the worker gives none.'),
     ('queue.payload.max_bytes', '262144',

@@ -26,7 +26,7 @@ DROP FUNCTION conveyor.fn_job__claim_validate(text, text[], text[], integer, int
 DROP FUNCTION conveyor.fn_job_enqueue_many(jsonb);
 DROP FUNCTION conveyor.fn_job_enqueue(text, jsonb, text, integer, timestamptz, text, integer);
 DROP FUNCTION conveyor.fn_job__dead_letter(bigint, uuid, text, text);
-DROP FUNCTION conveyor.fn_job__requeue(bigint, uuid, timestamptz);
+DROP FUNCTION conveyor.fn_job__requeue(bigint, uuid, timestamptz, boolean);
 DROP FUNCTION conveyor.fn_job__retry_seconds(integer);
 DROP FUNCTION conveyor.fn_job__max_attempts(text, integer);
 DROP FUNCTION conveyor.fn_job__attempt_limit(integer, jsonb, jsonb);
@@ -46,3 +46,6 @@ $$;
 
 DROP TABLE conveyor.job_dead_letter;
 DROP TABLE conveyor.job_queue;
+
+-- Every function and view this file created belongs to conveyor_admin (see owner.sql).
+\ir ../../owner.sql

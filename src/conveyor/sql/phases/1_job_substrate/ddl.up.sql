@@ -20,6 +20,8 @@ CREATE TABLE conveyor.job_queue (
     run_at              timestamptz NOT NULL DEFAULT now(),
     attempts            integer     NOT NULL DEFAULT 0
                                     CONSTRAINT job_queue_attempts_check CHECK (attempts >= 0),
+    releases            integer     NOT NULL DEFAULT 0
+                                    CONSTRAINT job_queue_releases_check CHECK (releases >= 0),
     max_attempts        integer     CONSTRAINT job_queue_max_attempts_check CHECK (max_attempts >= 1),
     idempotency_key     text,
     lease_token         uuid,
@@ -78,6 +80,10 @@ COMMENT ON COLUMN conveyor.job_queue.run_at IS
 COMMENT ON COLUMN conveyor.job_queue.attempts IS
     'Number of claims. Counted AT CLAIM, so a job that kills its worker still exhausts its '
     'attempts; snooze and release give the attempt back.';
+COMMENT ON COLUMN conveyor.job_queue.releases IS
+    'Times the job was released unfinished (fn_job_release, a worker draining): not attempts, but '
+    'capped by queue.retry.max_releases, past which the job is dead-lettered '
+    '(max_releases_exceeded) so a job drained on every run still ends. Snoozes do not count.';
 COMMENT ON COLUMN conveyor.job_queue.max_attempts IS
     'Per-job limit; NULL means config queue.retry.max_attempts.<kind>, else .default.';
 COMMENT ON COLUMN conveyor.job_queue.idempotency_key IS
@@ -133,7 +139,8 @@ CREATE TABLE conveyor.job_dead_letter (
     job             jsonb       NOT NULL,
     reason          text        NOT NULL
                                 CONSTRAINT job_dead_letter_reason_check
-                                CHECK (reason IN ('permanent_failure', 'max_attempts_exhausted', 'lease_expired')),
+                                CHECK (reason IN ('permanent_failure', 'max_attempts_exhausted', 'lease_expired',
+                                                  'max_releases_exceeded')),
     error           text        CONSTRAINT job_dead_letter_error_check CHECK (char_length(error) <= 2000),
     attempts        integer     NOT NULL,
     failed_at       timestamptz NOT NULL DEFAULT now(),
@@ -149,7 +156,8 @@ COMMENT ON COLUMN conveyor.job_dead_letter.payload IS 'The job''s payload (may h
 COMMENT ON COLUMN conveyor.job_dead_letter.job IS 'The full job_queue row at failure, as JSON (to_jsonb of the row).';
 COMMENT ON COLUMN conveyor.job_dead_letter.reason IS
     'permanent_failure (fn_job_fail_permanent), max_attempts_exhausted (fn_job_fail_transient), '
-    'lease_expired (the reaper, phase 2).';
+    'lease_expired (the reaper, phase 2), max_releases_exceeded (fn_job_release past '
+    'queue.retry.max_releases).';
 COMMENT ON COLUMN conveyor.job_dead_letter.error IS 'Error reported by the worker, truncated to 2,000 characters.';
 COMMENT ON COLUMN conveyor.job_dead_letter.attempts IS 'Attempts spent when the job failed.';
 COMMENT ON COLUMN conveyor.job_dead_letter.resolved_at IS 'When an operator replayed or dismissed the dead letter.';
@@ -162,8 +170,18 @@ COMMENT ON INDEX conveyor.job_dead_letter_open_idx IS 'Unresolved dead letters, 
 CREATE INDEX job_dead_letter_job_id_idx ON conveyor.job_dead_letter (job_id);
 COMMENT ON INDEX conveyor.job_dead_letter_job_id_idx IS 'Find the dead letter of a job id (cancel, replay).';
 
+-- Defence in depth: the fenced DELETE … RETURNING in fn_job__dead_letter already moves a job at
+-- most once, but no future path may leave two open dead letters for one job (a replay would
+-- then enqueue it twice).
+CREATE UNIQUE INDEX job_dead_letter_one_open_idx ON conveyor.job_dead_letter (job_id)
+    WHERE resolved_at IS NULL;
+COMMENT ON INDEX conveyor.job_dead_letter_one_open_idx IS 'At most one open dead letter per job.';
+
 -- Admins own and migrate; workers and readers get no table privileges (functions and views only).
 GRANT ALL ON TABLE conveyor.job_queue, conveyor.job_dead_letter TO conveyor_admin;
+-- fn_job_enqueue_many draws ids from the identity sequence itself (to keep input order), and
+-- runs as its owner, conveyor_admin.
+GRANT USAGE, SELECT ON SEQUENCE conveyor.job_queue_id_seq TO conveyor_admin;
 
 -- ---------------------------------------------------------------------------------------------
 -- Functions: private helpers first, then the public API (each file revokes PUBLIC and grants).
@@ -255,3 +273,6 @@ COMMENT ON VIEW conveyor.v_dead_letter_all IS 'Every dead letter, resolved or no
 GRANT SELECT ON conveyor.v_job_queue_backlog, conveyor.v_job_queue_in_progress,
                 conveyor.v_job_queue_dead_letter_open, conveyor.v_dead_letter_all
     TO conveyor_reader, conveyor_admin;
+
+-- Every function and view this file created belongs to conveyor_admin (see owner.sql).
+\ir ../../owner.sql

@@ -11,3 +11,6 @@ DROP FUNCTION conveyor.fn_job_lease_reaper(integer);
 DROP FUNCTION conveyor.fn_job_backoff_seconds(integer, numeric, numeric, numeric);
 
 DROP INDEX conveyor.job_dead_letter_resolved_idx;
+
+-- Every function and view this file created belongs to conveyor_admin (see owner.sql).
+\ir ../../owner.sql

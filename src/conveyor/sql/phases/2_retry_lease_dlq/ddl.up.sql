@@ -24,3 +24,6 @@ COMMENT ON INDEX conveyor.job_dead_letter_resolved_idx IS
 \ir ../../functions/fn_job_lease_reaper.2.sql
 \ir ../../functions/fn_job_dead_letter_replay.2.sql
 \ir ../../functions/fn_job_prune.2.sql
+
+-- Every function and view this file created belongs to conveyor_admin (see owner.sql).
+\ir ../../owner.sql

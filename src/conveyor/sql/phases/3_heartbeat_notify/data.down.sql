@@ -18,6 +18,9 @@ DELETE FROM conveyor.event_type_registry AS etr
 DELETE FROM conveyor.dot_config AS dc
  WHERE dc.key IN ('queue.heartbeat.enabled',
                   'queue.heartbeat.stale_threshold_seconds',
+                  'queue.health.xmin_age_warn_seconds',
+                  'queue.health.xmin_age_warn_xids',
+                  'queue.health.dead_tuples_warn',
                   'queue.notify.bridge_enabled',
                   'queue.orchestrator.leader_lease_seconds',
                   'queue.periodic.missed_policy');

@@ -12,6 +12,15 @@ INSERT INTO conveyor.dot_config (key, value, description) VALUES
      'A component is stale (fn_heartbeat_stale_check emits system/queue_worker_silent) once its '
      'last beat is older than this many seconds, or than 2 × its cadence if that is longer; a '
      'row''s own stale_threshold_seconds wins.'),
+    ('queue.health.xmin_age_warn_seconds', '300',
+     'v_queue_health.database_hint says xmin_pinned once a transaction holding back vacuum is '
+     'older than this: every job finished meanwhile stays as a dead row until it ends.'),
+    ('queue.health.xmin_age_warn_xids', '10000000',
+     'database_hint says xmin_pinned once the vacuum horizon (a transaction, prepared transaction '
+     'or replication slot) is more than this many transactions behind.'),
+    ('queue.health.dead_tuples_warn', '100000',
+     'database_hint says dead_tuples_high above this many dead rows in job_queue: autovacuum '
+     'visits it after 1,000, so 100 × that means vacuum is not running or cannot remove them.'),
     ('queue.notify.bridge_enabled', 'false',
      'NOTIFY bridge (phase 3): when true, every statement that inserts ready jobs sends one '
      'pg_notify(''conveyor_jobs'', <queues>) at commit, a wake-up hint for listening workers. '

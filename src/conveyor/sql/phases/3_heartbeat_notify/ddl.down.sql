@@ -56,3 +56,6 @@ DROP TABLE conveyor.orchestrator_leader;
 DROP TABLE conveyor.queue_red_zone;
 DROP TABLE conveyor.queue_watchdog_alert;
 DROP TABLE conveyor.queue_heartbeat;
+
+-- Every function and view this file created belongs to conveyor_admin (see owner.sql).
+\ir ../../owner.sql

@@ -280,7 +280,9 @@ WITH clock AS MATERIALIZED (
      WHERE dl.resolved_at IS NULL
      GROUP BY dl.queue
 ), signals AS MATERIALIZED (
-    SELECT sig.oldest_xmin_age_seconds, sig.job_queue_dead_tuple_ratio, sig.notification_queue_usage
+    SELECT sig.oldest_xmin_age_seconds, sig.oldest_xmin_age_xids, sig.job_queue_dead_tuples,
+           sig.job_queue_live_tuples, sig.autovacuum_off_tables, sig.notification_queue_usage,
+           sig.database_hint
       FROM conveyor.fn_queue_health__db_signals() AS sig
 )
 SELECT hb.component,
@@ -305,8 +307,12 @@ SELECT hb.component,
            AS expired_lease_count,
        coalesce(dd.open, 0) AS dead_letter_open_count,
        sig.oldest_xmin_age_seconds,
-       sig.job_queue_dead_tuple_ratio,
-       sig.notification_queue_usage
+       sig.oldest_xmin_age_xids,
+       sig.job_queue_dead_tuples,
+       sig.job_queue_live_tuples,
+       sig.autovacuum_off_tables,
+       sig.notification_queue_usage,
+       sig.database_hint
   FROM hb
  CROSS JOIN clock AS c
  CROSS JOIN signals AS sig
@@ -329,8 +335,9 @@ COMMENT ON VIEW conveyor.v_queue_health IS
     'cadence, late up to the stale threshold, stale past it, never: no beat yet), open silence '
     'episode, outbox cursor lag (outbound workers), ready backlog and oldest ready age (a worker: '
     'the queues in metadata->''queues'', else all), in-progress and expired leases (a worker: its '
-    'own leases, else all), open dead letters, and database-wide signals (oldest xmin holder age, '
-    'job_queue dead-tuple ratio, NOTIFY queue usage). No payloads.';
+    'own leases, else all), open dead letters, and database-wide signals (oldest xmin holder age '
+    'in seconds and transactions, job_queue dead and live tuples, queue tables autovacuum skips, '
+    'NOTIFY queue usage, and database_hint: ok or the problems against queue.health.*). No payloads.';
 
 CREATE VIEW conveyor.v_red_zones AS
 SELECT rz.component,
@@ -385,3 +392,6 @@ COMMENT ON VIEW conveyor.v_job_periodic IS
 GRANT SELECT ON conveyor.v_queue_health, conveyor.v_red_zones, conveyor.v_queue_watchdog_alert_open,
     conveyor.v_orchestrator_leader, conveyor.v_job_periodic
     TO conveyor_reader, conveyor_admin;
+
+-- Every function and view this file created belongs to conveyor_admin (see owner.sql).
+\ir ../../owner.sql

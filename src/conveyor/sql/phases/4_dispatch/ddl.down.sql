@@ -71,3 +71,6 @@ ALTER TABLE conveyor.iu_sql_event_route
     CHECK (target_event_domain IN ('iu', 'staging', 'system'));
 COMMENT ON COLUMN conveyor.iu_sql_event_route.target_event_domain IS
     'Domain of target_event_type; CHECK iu_sql_event_route_target_event_domain_check allows iu, staging, system (phase 4 widens it by name)';
+
+-- Every function and view this file created belongs to conveyor_admin (see owner.sql).
+\ir ../../owner.sql

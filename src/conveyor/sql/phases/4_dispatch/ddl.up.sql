@@ -243,3 +243,6 @@ COMMENT ON VIEW conveyor.v_job_subscription IS 'Which executor may claim which j
 GRANT SELECT ON conveyor.v_consumer_registry, conveyor.v_consumer_unmatched,
     conveyor.v_consumer_dead_letter, conveyor.v_job_subscription
     TO conveyor_reader, conveyor_admin;
+
+-- Every function and view this file created belongs to conveyor_admin (see owner.sql).
+\ir ../../owner.sql

@@ -30,3 +30,6 @@ $$;
 
 DROP TABLE conveyor.pilot_cut_target;
 DROP TABLE conveyor.pilot_staged_payload;
+
+-- Every function and view this file created belongs to conveyor_admin (see owner.sql).
+\ir ../../owner.sql

@@ -155,8 +155,12 @@ SELECT 'pilot:' || coalesce(cfg.collection, '(none)'),
          WHERE dl.resolved_at IS NULL
            AND dl.kind IN ('staging.cut', 'staging.verify_cut', 'staging.cleanup')),
        NULL::double precision,
+       NULL::bigint,
+       NULL::bigint,
+       NULL::bigint,
+       NULL::text[],
        NULL::double precision,
-       NULL::double precision
+       NULL::text
   FROM (SELECT (SELECT dc.value #>> '{}' FROM conveyor.dot_config AS dc
                  WHERE dc.key = 'pilot.cut.collection') AS collection,
                coalesce((SELECT CASE WHEN jsonb_typeof(dc.value) = 'number' THEN dc.value::numeric END
@@ -188,3 +192,6 @@ SELECT 'pilot:' || coalesce(cfg.collection, '(none)'),
 COMMENT ON VIEW conveyor.v_queue_health IS
     'One row per live component (phase 3: heartbeat age, status_hint, backlog, leases, dead letters, database signals) plus the pilot''s row pilot:<collection> (phase 5): its step jobs ready / in progress / expired / dead-lettered, the dispatch cursor lag, status_hint stale while a record waits longer than pilot.cut.stuck_threshold_seconds between steps (silent_since: the oldest such wait), last_beat_at: the last step. No payloads.';
 GRANT SELECT ON conveyor.v_queue_health TO conveyor_reader, conveyor_admin;
+
+-- Every function and view this file created belongs to conveyor_admin (see owner.sql).
+\ir ../../owner.sql
