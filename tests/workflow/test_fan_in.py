@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS public.release_log (
     parents_ended     integer NOT NULL,
     parents_succeeded integer NOT NULL
 );
+-- The release runs inside conveyor_admin's SECURITY DEFINER functions: let it write the log.
+GRANT INSERT ON public.release_log TO conveyor_admin;
 CREATE OR REPLACE FUNCTION public.log_release() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN

@@ -113,7 +113,7 @@ def test_completing_the_last_parent_releases_the_child_in_the_same_transaction(
     lease = claim_step(sql, queue, workflow, "c")
     other = connect()
 
-    with psycopg.connect(sql.info.dsn, options="-c search_path=conveyor,public") as tx:
+    with connect(autocommit=False) as tx:
         complete(tx, lease)
         assert states(tx, workflow)["d"] == "queued"  # inside the completing transaction
         assert states(other, workflow)["d"] == "waiting"  # not committed yet

@@ -59,3 +59,6 @@ DROP TABLE conveyor.job_workflow;
 DROP TABLE conveyor.mot_template;
 
 ALTER TABLE conveyor.executor_kind DROP CONSTRAINT executor_kind_not_mot_check;
+
+-- Every function and view this file created belongs to conveyor_admin (see owner.sql).
+\ir ../../owner.sql

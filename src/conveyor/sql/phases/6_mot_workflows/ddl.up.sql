@@ -267,3 +267,6 @@ COMMENT ON VIEW conveyor.v_job_workflow_health IS
 
 GRANT SELECT ON conveyor.v_mot_template, conveyor.v_job_workflow, conveyor.v_job_workflow_step,
     conveyor.v_job_workflow_health TO conveyor_reader, conveyor_admin;
+
+-- Every function and view this file created belongs to conveyor_admin (see owner.sql).
+\ir ../../owner.sql
