@@ -30,7 +30,7 @@ def sql(connect: Connect) -> Iterator[Conn]:
     conn = connect()
     yield conn
     for key, value in (
-        ("queue.health.xmin_age_warn_seconds", 300),
+        ("queue.health.xmin_age_warn_seconds", 60),
         ("queue.health.xmin_age_warn_xids", 10000000),
         ("queue.health.dead_tuples_warn", 100000),
     ):

@@ -86,7 +86,7 @@ AS $$
     SELECT f.xmin_seconds, f.xmin_xids, f.dead, f.live, f.autovacuum_off, f.notify_usage,
            coalesce(nullif(concat_ws(',',
                CASE WHEN cardinality(f.autovacuum_off) > 0 THEN 'autovacuum_off' END,
-               CASE WHEN f.xmin_seconds > coalesce(t.xmin_seconds, 300)
+               CASE WHEN f.xmin_seconds > coalesce(t.xmin_seconds, 60)
                       OR f.xmin_xids > coalesce(t.xmin_xids, 10000000) THEN 'xmin_pinned' END,
                CASE WHEN f.dead > coalesce(t.dead, 100000) THEN 'dead_tuples_high' END,
                CASE WHEN f.notify_usage > 0.5 THEN 'notify_queue_filling' END), ''), 'ok')

@@ -12,9 +12,10 @@ INSERT INTO conveyor.dot_config (key, value, description) VALUES
      'A component is stale (fn_heartbeat_stale_check emits system/queue_worker_silent) once its '
      'last beat is older than this many seconds, or than 2 × its cadence if that is longer; a '
      'row''s own stale_threshold_seconds wins.'),
-    ('queue.health.xmin_age_warn_seconds', '300',
+    ('queue.health.xmin_age_warn_seconds', '60',
      'v_queue_health.database_hint says xmin_pinned once a transaction holding back vacuum is '
-     'older than this: every job finished meanwhile stays as a dead row until it ends.'),
+     'older than this: every job finished meanwhile stays as a dead row until it ends (at 200 '
+     'jobs/s, some 600 a second: bench/results soak of 2026-12-03).'),
     ('queue.health.xmin_age_warn_xids', '10000000',
      'database_hint says xmin_pinned once the vacuum horizon (a transaction, prepared transaction '
      'or replication slot) is more than this many transactions behind.'),
