@@ -132,7 +132,7 @@ class Worker:
         self._keeper = keeper
         listener: asyncio.Task[None] | None = None
         if 3 in applied:  # the NOTIFY bridge exists from phase 3 on (it may still be switched off)
-            self.listener = Listener(self.url, self.name, self.wake)
+            self.listener = Listener(self.url, self.name, self.wake, take_turns=True)
             listener = asyncio.create_task(
                 self.listener.run(self._stopping), name="conveyor-listen"
             )
