@@ -73,22 +73,29 @@ class Listener:
                     autocommit=True,
                     application_name=f"conveyor-listener:{self.name}"[:63],
                 ) as conn:
-                    if not probed:
-                        if not await self._self_probe(conn):
-                            log.warning(
-                                "LISTEN/NOTIFY does not reach this connection (a pooler in "
-                                "transaction mode?); relying on polling"
-                            )
-                            return
-                        probed = True
-                    self.connected = True
-                    backoff = 0.5
-                    if self.take_turns:
-                        await self._take_turns(conn, stopping)
-                    else:
-                        await conn.execute(self._listen("LISTEN"))
-                        await self._receive(conn, stopping)
+                    # stopping closes the connection: a wait for the turn (a query) ends at once
+                    closer = asyncio.create_task(self._close_when(stopping, conn))
+                    try:
+                        if not probed:
+                            if not await self._self_probe(conn):
+                                log.warning(
+                                    "LISTEN/NOTIFY does not reach this connection (a pooler in "
+                                    "transaction mode?); relying on polling"
+                                )
+                                return
+                            probed = True
+                        self.connected = True
+                        backoff = 0.5
+                        if self.take_turns:
+                            await self._take_turns(conn, stopping)
+                        else:
+                            await conn.execute(self._listen("LISTEN"))
+                            await self._receive(conn, stopping)
+                    finally:
+                        closer.cancel()
             except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as error:
+                if stopping.is_set():
+                    return
                 log.warning(
                     "listener connection lost (%s); reconnecting in %.1f s",
                     type(error).__name__,
@@ -102,6 +109,11 @@ class Listener:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=backoff)
             backoff = min(backoff * 2, 10.0)
+
+    @staticmethod
+    async def _close_when(stopping: asyncio.Event, conn: psycopg.AsyncConnection[Any]) -> None:
+        await stopping.wait()
+        await conn.close()
 
     def _listen(self, verb: LiteralString, channel: str | None = None) -> sql.Composed:
         return sql.SQL(verb + " {}").format(sql.Identifier(channel or self.channel))
