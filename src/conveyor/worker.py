@@ -429,7 +429,8 @@ class Worker:
             self._loop.call_soon_threadsafe(entry.task.cancel)
 
     async def _drain(self) -> None:
-        tasks = self._inflight.tasks()
+        async with self._claiming:  # a claim sent with completions before the stop lands first
+            tasks = self._inflight.tasks()
         if tasks:
             log.info(
                 "worker %s: draining %s running jobs (grace %.0f s)",
