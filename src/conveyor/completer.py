@@ -2,14 +2,17 @@
 ``fn_job_complete_many`` call per batch, instead of one round trip each (River keeps a separate
 completer for the same reason). Whatever piles up while a call is in flight goes in the next.
 A batch the database rejects for any other reason than a lost connection is completed job by
-job, so one bad job cannot stall the rest and no handler waits on a flusher that died."""
+job, so one bad job cannot stall the rest and no handler waits on a flusher that died.
+The worker may take over sending a batch (`send`): it then claims the slots the batch frees in
+the same round trip."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from uuid import UUID
 
 import psycopg
 
@@ -22,6 +25,8 @@ from conveyor.types import JsonObject
 log = logging.getLogger(__name__)
 
 Run = Callable[[Statement], Awaitable[JsonObject]]
+# Completes these (job id, lease token) pairs; answers as fn_job_complete_many.
+Send = Callable[[Sequence[tuple[int, UUID]]], Awaitable[JsonObject]]
 
 
 @dataclass(slots=True)
@@ -44,6 +49,7 @@ class Completer:
         self._pending: list[_Completion] = []
         self._needed = asyncio.Event()
         self.errors = 0  # batches the database rejected with an unexpected error
+        self.send: Send | None = None  # None: one plain fn_job_complete_many call per batch
 
     async def complete(self, job: ClaimedJob) -> bool:
         """Complete *job* with the next batch; False when its lease was lost meanwhile."""
@@ -65,9 +71,7 @@ class Completer:
             self._needed.clear()
             batch, self._pending = self._pending, []
             try:
-                answer = await self._run(
-                    jobs.complete_many_statement([(c.job.job_id, c.job.lease_token) for c in batch])
-                )
+                answer = await self._send([(c.job.job_id, c.job.lease_token) for c in batch])
             except (psycopg.OperationalError, Refused) as error:
                 self._pending = batch + self._pending
                 log.warning(
@@ -105,6 +109,8 @@ class Completer:
         whose lease expires, so the reaper hands it out again: at least once, never stuck.
         """
         for completion in batch:
+            if completion.done.done():  # its waiter was cancelled (a drain): nothing to tell
+                continue
             job = completion.job
             try:
                 await self._run(jobs.complete_statement(job.job_id, job.lease_token))
@@ -114,3 +120,8 @@ class Completer:
                 completion.done.set_exception(error)
             else:
                 completion.done.set_result(True)
+
+    async def _send(self, pairs: Sequence[tuple[int, UUID]]) -> JsonObject:
+        if self.send is not None:
+            return await self.send(pairs)
+        return await self._run(jobs.complete_many_statement(pairs))

@@ -149,26 +149,31 @@ def parse_enqueue_many(answer: JsonObject) -> list[int]:
 # claimed_at is the claim's transaction time, the instant fn_job_claim computed the leases from
 # (now()): lease_expires_at - claimed_at is the lease the database granted, so a worker that
 # passes no lease_seconds learns queue.lease.default_seconds from the answer itself.
-CLAIM_SQL: LiteralString = """
-    SELECT conveyor.fn_job_claim(
+_CLAIM: LiteralString = """conveyor.fn_job_claim(
         worker => %s::text,
         queues => %s::text[],
         kinds => %s::text[],
         batch => %s::integer,
-        lease_seconds => %s::integer
-    ) || jsonb_build_object('claimed_at', now())
-"""
+        lease_seconds => %s::integer"""
 # Phase 4: claim only the kinds the executor is subscribed to (job_subscription).
-CLAIM_EXECUTOR_SQL: LiteralString = """
-    SELECT conveyor.fn_job_claim(
-        worker => %s::text,
-        queues => %s::text[],
-        kinds => %s::text[],
-        batch => %s::integer,
-        lease_seconds => %s::integer,
-        executor => %s::text
-    ) || jsonb_build_object('claimed_at', now())
-"""
+_CLAIM_EXECUTOR: LiteralString = (
+    _CLAIM
+    + """,
+        executor => %s::text"""
+)
+_CLAIMED_AT: LiteralString = """
+    ) || jsonb_build_object('claimed_at', now())"""
+# A worker's completions and its next claim in one round trip and one transaction: the CTE is
+# materialized before the claim is evaluated, so the jobs are completed first (and the claim,
+# running after them, may be handed the slots they free). Two calls of the API, nothing else.
+_COMPLETE_THEN: LiteralString = """
+    WITH completion AS MATERIALIZED (
+        SELECT conveyor.fn_job_complete_many(job_ids => %s::bigint[], lease_tokens => %s::uuid[])
+               AS answer
+    )
+    SELECT jsonb_build_object('complete', c.answer, 'claim', """
+_FROM_COMPLETION: LiteralString = """)
+      FROM completion AS c"""
 
 
 def claim_statement(
@@ -179,21 +184,33 @@ def claim_statement(
     batch: int | None = None,
     lease_seconds: int | None = None,
     executor: str | None = None,
+    after: Sequence[tuple[int, UUID]] | None = None,
 ) -> Statement:
     """``fn_job_claim`` with these arguments (shared by the sync client and the asyncio worker).
 
-    With an *executor* (phase 4), only kinds that executor is subscribed to are claimed.
+    With an *executor* (phase 4), only kinds that executor is subscribed to are claimed. With
+    *after* (job id, lease token) pairs, ``fn_job_complete_many`` completes them first in the
+    same statement; its answer is then ``{"complete": …, "claim": …}`` (see `split_answer`).
     """
-    params = (
+    params: tuple[Any, ...] = (
         worker,
         list(queues) if queues is not None else None,
         list(kinds) if kinds is not None else None,
         batch,
         lease_seconds,
     )
-    if executor is None:
-        return Statement(CLAIM_SQL, params)
-    return Statement(CLAIM_EXECUTOR_SQL, (*params, executor))
+    claim = _CLAIM
+    if executor is not None:
+        claim, params = _CLAIM_EXECUTOR, (*params, executor)
+    if after is None:
+        return Statement("SELECT " + claim + _CLAIMED_AT, params)
+    pairs = ([j for j, _ in after], [t for _, t in after])
+    return Statement(_COMPLETE_THEN + claim + _CLAIMED_AT + _FROM_COMPLETION, (*pairs, *params))
+
+
+def split_answer(answer: JsonObject) -> tuple[JsonObject, JsonObject]:
+    """(fn_job_complete_many's answer, fn_job_claim's answer) of a claim *after* completions."""
+    return dict(answer["complete"]), dict(answer["claim"])
 
 
 def parse_claim(answer: JsonObject) -> list[ClaimedJob]:

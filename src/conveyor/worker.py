@@ -11,20 +11,23 @@ with the heartbeat on their own thread (lease.py), which shares the running jobs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import psycopg
 
 from conveyor import db, jobs, tick
-from conveyor.calls import Statement, acall
-from conveyor.errors import ConfigError, Disabled, LeaseLost, Refused
+from conveyor.calls import Statement, acall, answer_or_raise
+from conveyor.errors import ConfigError, ConveyorError, Disabled, LeaseLost, Refused
 from conveyor.handlers import Fail, Handler, JobContext, Registry, Retry, Snooze
 from conveyor.heartbeat import Heartbeat, process_metadata
 from conveyor.inflight import Inflight, RunningJob
@@ -87,6 +90,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._wakeup = asyncio.Event()  # set by the NOTIFY bridge (phase 3) or a freed slot
         self._outcomes = Outcomes(self._call, self.stats)
+        self._outcomes.completer.send = self._complete_then_claim
+        self._claiming = asyncio.Lock()  # one claim at a time: slots are counted before it
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._reconnecting = asyncio.Lock()  # many jobs may notice one broken connection at once
         self._invoker = Invoker(url, self.name, self.config.concurrency)
@@ -127,7 +132,7 @@ class Worker:
         self._keeper = keeper
         listener: asyncio.Task[None] | None = None
         if 3 in applied:  # the NOTIFY bridge exists from phase 3 on (it may still be switched off)
-            self.listener = Listener(self.url, self.name, self.wake)
+            self.listener = Listener(self.url, self.name, self.wake, take_turns=True)
             listener = asyncio.create_task(
                 self.listener.run(self._stopping), name="conveyor-listen"
             )
@@ -212,13 +217,14 @@ class Worker:
         backoff = 0.5
         disabled_logged = False
         while not self._stopping.is_set():
-            free = self.config.concurrency - len(self._inflight)
-            if free <= 0:
+            size = self._claim_size()
+            if size <= 0:
                 await self._wait(self.config.poll_interval)
                 continue
-            size = min(free, self.config.batch or free)
             try:
-                claimed = await self._claim(size)
+                async with self._claiming:
+                    size = self._claim_size()  # a completion may have claimed meanwhile
+                    claimed = await self._claim(size) if size > 0 else 0
                 backoff = 0.5
                 disabled_logged = False
             except Disabled as refusal:
@@ -245,27 +251,79 @@ class Worker:
                 backoff = min(backoff * 2, 10.0)
                 await self._reconnect_if_broken()
                 continue
-            for job, lease in claimed:
-                self._start(job, lease)
-            if claimed and self._keeper is not None:
-                self._keeper.wake()
-            if len(claimed) < size:
+            if claimed < size:
                 await self._wait(self.config.poll_interval)
 
-    async def _claim(self, size: int) -> list[tuple[ClaimedJob, Lease]]:
-        assert self._conn is not None
-        statement = jobs.claim_statement(
+    def _claim_size(self, freed: int = 0) -> int:
+        """How many jobs to claim now: the free slots (counting *freed* ones), at most a batch."""
+        free = self.config.concurrency - len(self._inflight) + freed
+        return min(free, self.config.batch or free)
+
+    def _claim_statement(
+        self, size: int, after: Sequence[tuple[int, UUID]] | None = None
+    ) -> Statement:
+        return jobs.claim_statement(
             self.name,
             queues=self.config.queues,
             kinds=self.registry.kinds,
             batch=size,
             lease_seconds=self.config.lease_seconds,
             executor=self.config.executor,
+            after=after,
         )
+
+    async def _claim(self, size: int) -> int:
+        """Claim up to *size* jobs and start them (under ``_claiming``); how many came."""
+        assert self._conn is not None
         sent = time.monotonic()  # the leases began after this instant
-        claimed = jobs.parse_claim(await acall(self._conn, *statement))
+        answer = await acall(self._conn, *self._claim_statement(size))
+        return self._take(jobs.parse_claim(answer), sent)
+
+    def _take(self, claimed: list[ClaimedJob], sent: float) -> int:
         self.stats.claimed += len(claimed)
-        return [(job, _lease(job, sent)) for job in claimed]
+        for job in claimed:
+            self._start(job, _lease(job, sent))
+        if claimed:
+            self._wake_keeper(min(job.lease_seconds or 3.0 for job in claimed))
+        return len(claimed)
+
+    async def _complete_then_claim(self, pairs: Sequence[tuple[int, UUID]]) -> JsonObject:
+        """The completer's batch; claims the slots it frees in the same call (one round trip).
+
+        Only when the claim loop would claim them at once: not while it is claiming itself, not
+        once stopping. A claim that fails (not the connection) falls back to completing alone;
+        the claim loop meets the claim's trouble on its own next call.
+        """
+        size = (
+            0
+            if self._stopping.is_set() or self._claiming.locked()
+            else self._claim_size(len(pairs))
+        )
+        if size <= 0:
+            return await self._call(jobs.complete_many_statement(pairs))
+        async with self._claiming:
+            sent = time.monotonic()
+            try:
+                answer = await self._call(self._claim_statement(size, after=pairs))
+            except (psycopg.OperationalError, Refused):
+                raise
+            except (psycopg.Error, ConveyorError):
+                return await self._call(jobs.complete_many_statement(pairs))
+            completion, claim = jobs.split_answer(answer)
+            with contextlib.suppress(Refused):  # the completion answers the same refusal
+                self._take(jobs.parse_claim(answer_or_raise(claim)), sent)
+        return answer_or_raise(completion)
+
+    def _wake_keeper(self, shortest: float) -> None:
+        """Have the lease thread look at new leases now, if its next round could be too late.
+
+        The keeper renews a lease once half of it is left and looks every sixth of the shortest
+        lease it knows: new leases no shorter than that are seen in time without a wake-up. Waking
+        it after every claim cost a thread switch per batch (the GIL handed to and fro on a busy
+        machine: ~2 ms a claim, bench/results/perf2-*.md).
+        """
+        if self._keeper is not None and shortest / 6 < self._keeper.interval:
+            self._keeper.wake()
 
     async def _wait(self, seconds: float) -> None:
         """Sleep until *seconds* pass, a wake-up arrives, or the worker stops."""
@@ -380,7 +438,8 @@ class Worker:
             entry.handler.cancel()
 
     async def _drain(self) -> None:
-        tasks = self._inflight.tasks()
+        async with self._claiming:  # a claim sent with completions before the stop lands first
+            tasks = self._inflight.tasks()
         if tasks:
             log.info(
                 "worker %s: draining %s running jobs (grace %.0f s)",

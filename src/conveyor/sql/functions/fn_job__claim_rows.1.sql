@@ -16,7 +16,10 @@
 -- a HIGHER priority in the same queue, are stepped over on the way. With several queues a call
 -- locks up to batch rows per queue and claims the best batch of them; the rest are unlocked at
 -- commit, so call claim in its own short transaction. plpgsql, so the statement's plan is cached
--- per session as it was inside fn_job_claim.
+-- per session, and generic (plan_cache_mode): a custom plan was re-planned on every call (the
+-- generic estimate for LIMIT batch never looked cheaper), ~0.5 ms a claim, and the UPDATE finds
+-- the picked rows by id = ANY (ARRAY(…)) so the generic plan probes the primary key instead of
+-- hash-joining a sequential scan (bench/results/perf2-20261203.md).
 CREATE OR REPLACE FUNCTION conveyor.fn_job__claim_rows(
     worker        text,
     queues        text[],
@@ -29,6 +32,7 @@ CREATE OR REPLACE FUNCTION conveyor.fn_job__claim_rows(
 LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, conveyor, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_queues text[] := fn_job__claim_rows.queues;
@@ -73,8 +77,7 @@ BEGIN
                leased_by = fn_job__claim_rows.worker,
                lease_expires_at = now() + make_interval(secs => fn_job__claim_rows.lease_seconds),
                started_at = now()
-          FROM picked AS p
-         WHERE jq.id = p.id
+         WHERE jq.id = ANY (ARRAY(SELECT p.id FROM picked AS p))
         RETURNING jq.id, jq.queue, jq.kind, jq.payload, jq.priority, jq.attempts, jq.max_attempts,
                   jq.lease_token, jq.lease_expires_at, jq.run_at, jq.created_at
     )
