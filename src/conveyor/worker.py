@@ -389,7 +389,7 @@ class Worker:
                 await outcomes.succeeded(job, result, recorded=handler.transactional)
         except LeaseLost:
             outcomes.lease_lost(job, "lease lost; result discarded")
-        except (psycopg.Error, Refused) as error:
+        except (psycopg.Error, ConveyorError) as error:  # Refused, InvalidInput, …
             log.error(
                 "job %s: could not record its outcome (%s); the lease will expire and "
                 "the reaper will hand it out again",
