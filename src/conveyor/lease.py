@@ -3,10 +3,11 @@ loop, a long synchronous handler or a saturated pool can never starve them (RELI
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -21,8 +22,10 @@ from conveyor.heartbeat import Heartbeat
 log = logging.getLogger(__name__)
 
 IDLE_INTERVAL = 5.0  # seconds between rounds while no job runs (or the heartbeat's cadence)
+# Per transaction (SET LOCAL): behind a transaction pooler a session setting would stay on the
+# server connection and reach other clients.
 TIMEOUTS_SQL = """
-    SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false)
+    SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)
 """
 
 
@@ -117,7 +120,8 @@ class LeaseKeeper:
         if conn is None:
             return
         try:
-            self.heartbeat.beat(conn)
+            with self._bounded(conn):
+                self.heartbeat.beat(conn)
             self._last_beat = now
         except psycopg.Error as error:
             log.warning("heartbeat failed: %s", str(error).strip()[:200])
@@ -125,17 +129,22 @@ class LeaseKeeper:
     def _connection(self) -> psycopg.Connection[Any] | None:
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
             return self._conn
-        # A renewal must not wait longer than a slice of the lease it keeps.
-        timeout = str(int(max(1.0, min(10.0, (self.lease_seconds or 30) / 3)) * 1000))
         try:
             self._conn = db.connect(
                 self.url, autocommit=True, application_name=f"conveyor-lease:{self.worker}"[:63]
             )
-            self._conn.execute(TIMEOUTS_SQL, (timeout, timeout))
         except (psycopg.Error, ConfigError) as error:
             log.warning("lease connection failed: %s", str(error).strip()[:200])
             self._conn = None
         return self._conn
+
+    @contextlib.contextmanager
+    def _bounded(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
+        """One transaction whose statements may not wait longer than a slice of the lease."""
+        timeout = str(int(max(1.0, min(10.0, (self.lease_seconds or 30) / 3)) * 1000))
+        with conn.transaction():
+            conn.execute(TIMEOUTS_SQL, (timeout, timeout))
+            yield
 
     def tick(self) -> None:
         """One renewal round over the running jobs."""
@@ -161,9 +170,11 @@ class LeaseKeeper:
         try:
             if conn is None:
                 raise psycopg.OperationalError("no lease connection")
-            answer = call(
-                conn, *jobs.extend_lease_statement(lease.job_id, lease.token, self.lease_seconds)
-            )
+            with self._bounded(conn):
+                answer = call(
+                    conn,
+                    *jobs.extend_lease_statement(lease.job_id, lease.token, self.lease_seconds),
+                )
         except LeaseLost:
             self._report(lease.job_id, "lost")
             return
