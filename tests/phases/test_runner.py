@@ -122,6 +122,18 @@ def test_a_changed_file_of_an_applied_phase_is_reported_not_rerun(conn, sql_tree
         runner.apply(conn, 0, "tests")
 
 
+def test_a_later_phase_is_not_applied_on_an_applied_phase_whose_files_changed(
+    conn, sql_tree
+) -> None:
+    apply(conn, 0)
+    ddl = sql_tree / "phases" / "0_platform" / "ddl.up.sql"
+    ddl.write_text(ddl.read_text() + "\n-- a later build's edit\n")
+    runner.ratify(conn, 1, "tests")
+    with pytest.raises(PhaseOrderError, match=r"phase 0 was applied from other files.*ddl.up.sql"):
+        runner.apply(conn, 1, "tests")
+    assert runner.applied_phases(conn) == {0}
+
+
 def test_plan_runs_the_gate_and_leaves_no_trace(conn) -> None:
     before = fingerprint.catalog_fingerprint(conn)
     result = runner.plan(conn, 0)

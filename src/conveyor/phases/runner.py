@@ -198,6 +198,16 @@ def _check_dependencies(conn: Conn, phase: Phase) -> None:
                 f"phase {phase.number} needs phase {dependency}, which is not applied; "
                 f"run `conveyor phase apply {dependency}` first"
             )
+    for number in sorted(n for n in applied if n < phase.number):
+        changed = ledger.changed_files(conn, catalog.get(number))
+        if changed:  # a later phase on top would mix two builds' functions and grants
+            raise PhaseOrderError(
+                f"phase {number} was applied from other files than this conveyor's "
+                f"({', '.join(changed)} changed since, e.g. by an upgrade), so phase "
+                f"{phase.number} is not applied on top of it: roll back to phase {number} "
+                f"(`conveyor phase rollback N --archive FILE` from the last phase down) and apply "
+                "again, or start from a fresh database (embedded: `conveyor --data-dir DIR`)"
+            )
 
 
 def ratify(conn: Conn, number: int, by: str, note: str | None = None) -> None:
