@@ -121,10 +121,21 @@ def require_phase(conn: psycopg.Connection[Any], command: str, number: int) -> N
     missing = [n for n in _with_dependencies(number) if n not in applied]
     if not missing:
         return
-    phase = catalog.get(number)
+    title = catalog.get(number).title
     first = missing[0]
-    then = "" if first == number else f" (it needs phase {first} first)"
+    run = f"`conveyor phase ratify {first} --by NAME` and `conveyor phase apply {first}`"
+    if first == number:
+        raise ConfigError(
+            f"`{command}` needs phase {number} ({title}), which is not applied: run {run}"
+        )
+    earlier = [n for n in missing if n != number]
+    nor = f"nor is phase {first}" if len(earlier) == 1 else f"nor are phases {_listed(earlier)}"
     raise ConfigError(
-        f"`{command}` needs phase {number} ({phase.title}), which is not applied{then}: "
-        f"run `conveyor phase ratify {first} --by NAME` and `conveyor phase apply {first}`"
+        f"`{command}` needs phase {number} and the phases it builds on: phase {number} ({title}) "
+        f"is not applied, {nor}; apply them in order, starting with {run}"
     )
+
+
+def _listed(numbers: list[int]) -> str:
+    """Phase numbers as text: [0, 1, 2] → "0, 1 and 2"."""
+    return ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import getpass
 from datetime import datetime
-from typing import Any
 
 import click
 import psycopg
@@ -32,16 +31,6 @@ def _when(at: datetime | None) -> str:
     return "" if at is None else at.isoformat(sep=" ", timespec="seconds")
 
 
-def _require_phase_5(conn: psycopg.Connection[Any]) -> None:
-    if conn.execute("SELECT to_regprocedure('conveyor.fn_pilot_route(bigint)')").fetchone() == (
-        None,
-    ):
-        raise ConveyorError(
-            "the MARK/CUT pilot is not installed: run `conveyor phase ratify 5 --by NAME` and "
-            "`conveyor phase apply 5`"
-        )
-
-
 @click.group()
 def staging() -> None:
     """Stage records for the MARK/CUT pilot and follow them (phase 5)."""
@@ -63,8 +52,7 @@ def mark(
     actor: str | None,
 ) -> None:
     """MARK: stage KEY in COLLECTION with its payload (fn_pilot_mark)."""
-    with connection(ctx, application_name="conveyor-staging") as conn:
-        _require_phase_5(conn)
+    with connection(ctx, application_name="conveyor-staging", needs_phase=5) as conn:
         try:
             record_id = pilot.mark(
                 conn, collection, key, payload, actor or _default_actor(), content_ref
@@ -84,8 +72,7 @@ def mark(
 @click.pass_context
 def approve(ctx: click.Context, record_id: int, actor: str | None) -> None:
     """APPROVE record RECORD_ID; the pilot cuts, verifies and cleans it up by itself."""
-    with connection(ctx, application_name="conveyor-staging") as conn:
-        _require_phase_5(conn)
+    with connection(ctx, application_name="conveyor-staging", needs_phase=5) as conn:
         answer = pilot.approve(conn, record_id, actor or _default_actor())
     if answer.get("already"):
         console.print(f"record {record_id} was already approved (status {answer['status']})")
@@ -104,8 +91,7 @@ def list_command(
     ctx: click.Context, collection: str | None, status: str | None, limit: int
 ) -> None:
     """Staged records with their status, next step and how long they have waited."""
-    with connection(ctx, application_name="conveyor-staging") as conn:
-        _require_phase_5(conn)
+    with connection(ctx, application_name="conveyor-staging", needs_phase=5) as conn:
         rows = pilot.records(conn, collection, status, limit)
     table = Table(title="staging records")
     for column in ("id", "collection", "pilot", "key", "status", "next", "waiting s", "job"):
@@ -132,8 +118,7 @@ def list_command(
 @click.pass_context
 def show(ctx: click.Context, record_id: int) -> None:
     """One record: its steps (who, when) and the jobs that carried them."""
-    with connection(ctx, application_name="conveyor-staging") as conn:
-        _require_phase_5(conn)
+    with connection(ctx, application_name="conveyor-staging", needs_phase=5) as conn:
         found = pilot.record(conn, record_id)
         if found is None:
             raise ConveyorError(

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
-import psycopg
 from rich.table import Table
 
-from conveyor import tick, workflow
-from conveyor.cli.context import connection as open_connection
-from conveyor.cli.context import console
+from conveyor import workflow
+from conveyor.cli.context import connection, console
 
 STATE_STYLES = {
     "waiting": "dim",
@@ -26,21 +22,6 @@ STATE_STYLES = {
     "skipped": "magenta",
     "active": "yellow",
 }
-
-
-@contextmanager
-def connection(ctx: click.Context) -> Iterator[psycopg.Connection[Any]]:
-    """A connection to a database with phase 6 applied, else one line saying how to get there."""
-    with open_connection(ctx) as conn:
-        row = conn.execute("SELECT to_regclass('conveyor_meta.phase_state') IS NOT NULL").fetchone()
-        phases = conn.execute(tick.APPLIED_SQL).fetchone() if row and row[0] else None
-        applied = phases is not None and 6 in set(phases[0])
-        if not applied:
-            raise click.ClickException(
-                "phase 6 (MOT workflows) is not applied to this database; run "
-                "`conveyor phase ratify 6 --by NAME` and `conveyor phase apply 6` first"
-            )
-        yield conn
 
 
 def _json_object(text: str, option: str) -> dict[str, Any]:
@@ -85,7 +66,7 @@ def register(ctx: click.Context, name: str, steps_file: Path, description: str |
         raise click.BadParameter(
             f"{steps_file}: must hold a JSON array of steps", param_hint="STEPS_FILE"
         )
-    with connection(ctx) as conn:
+    with connection(ctx, needs_phase=6) as conn:
         stored = workflow.register_template(conn, name, steps, description=description)
     verb = "stored as" if stored.created else "unchanged:"
     console.print(f"{stored.name} {verb} version {stored.version} ({stored.steps} steps)")
@@ -108,7 +89,7 @@ def emit(
 ) -> None:
     """Emit TEMPLATE as a workflow: roots queued, the other steps waiting on their parents."""
     values = _json_object(params, "--params")
-    with connection(ctx) as conn:
+    with connection(ctx, needs_phase=6) as conn:
         if dry_run:
             planned = workflow.plan(conn, template, version=version, params=values)
             table = Table(title=f"{template}: {len(planned)} steps (dry run, nothing written)")
@@ -144,7 +125,7 @@ def emit(
 @click.pass_context
 def list_command(ctx: click.Context, status: str | None, limit: int) -> None:
     """The newest workflows and their status."""
-    with connection(ctx) as conn:
+    with connection(ctx, needs_phase=6) as conn:
         rows = workflow.list_workflows(conn, status=status, limit=limit)
     table = Table(title=f"workflows ({len(rows)})")
     for column in ("id", "template", "status", "steps open", "failed step", "created", "finished"):
@@ -183,7 +164,7 @@ def _depths(steps: list[workflow.Step]) -> dict[str, int]:
 @click.pass_context
 def show(ctx: click.Context, workflow_id: int) -> None:
     """Draw WORKFLOW_ID's graph as text, each step with its state."""
-    with connection(ctx) as conn:
+    with connection(ctx, needs_phase=6) as conn:
         found = workflow.get(conn, workflow_id)
         steps = workflow.steps(conn, workflow_id) if found else []
     if found is None:
@@ -225,7 +206,7 @@ def show(ctx: click.Context, workflow_id: int) -> None:
 @click.pass_context
 def cancel(ctx: click.Context, workflow_id: int, reason: str | None, by: str | None) -> None:
     """Cancel WORKFLOW_ID: steps not run are cancelled, running steps asked to stop."""
-    with connection(ctx) as conn:
+    with connection(ctx, needs_phase=6) as conn:
         answer = workflow.cancel(conn, workflow_id, reason=reason, cancelled_by=by)
     console.print(
         f"workflow {workflow_id} cancelled: {answer['cancelled']} steps cancelled, "
@@ -244,6 +225,6 @@ def complete_step(
 ) -> None:
     """Finish operator STEP of WORKFLOW_ID (e.g. an approval); its children are released."""
     values = _json_object(result, "--result") if result is not None else None
-    with connection(ctx) as conn:
+    with connection(ctx, needs_phase=6) as conn:
         answer = workflow.complete_step(conn, workflow_id, step, completed_by=by, result=values)
     console.print(f"workflow {workflow_id}: step {step} completed by {answer['completed_by']}")
