@@ -10,12 +10,7 @@
 -- with the rollback.
 BEGIN;
 
-CREATE TEMP TABLE gate_result (
-    seq    serial,
-    item   text    NOT NULL,
-    passed boolean NOT NULL,
-    detail text    NOT NULL DEFAULT ''
-) ON COMMIT DROP;
+\ir ../../gate_probes.sql
 
 -- Every object phase 0 creates exists.
 INSERT INTO pg_temp.gate_result (item, passed, detail)

@@ -16,12 +16,7 @@
 -- (or catches the error), so a missing object fails its own item instead of the file.
 BEGIN;
 
-CREATE TEMP TABLE gate_result (
-    seq    serial,
-    item   text    NOT NULL,
-    passed boolean NOT NULL,
-    detail text    NOT NULL DEFAULT ''
-) ON COMMIT DROP;
+\ir ../../gate_probes.sql
 
 -- 1. Objects.
 INSERT INTO pg_temp.gate_result (item, passed, detail)

@@ -15,14 +15,7 @@
 -- the dead letter of check 2 is handed to check 3 through pg_temp.gate_state.
 BEGIN;
 
-CREATE TEMP TABLE gate_result (
-    seq    serial,
-    item   text    NOT NULL,
-    passed boolean NOT NULL,
-    detail text    NOT NULL DEFAULT ''
-) ON COMMIT DROP;
-
-CREATE TEMP TABLE gate_state (key text PRIMARY KEY, value bigint) ON COMMIT DROP;
+\ir ../../gate_probes.sql
 
 -- The gate must pass on a freshly applied phase, where every flag is off.
 UPDATE conveyor.dot_config AS dc SET value = 'true'

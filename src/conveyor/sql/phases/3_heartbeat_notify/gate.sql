@@ -19,14 +19,7 @@
 -- cursors are put back to the beginning; with batch 1 each reads exactly that event.
 BEGIN;
 
-CREATE TEMP TABLE gate_result (
-    seq    serial,
-    item   text    NOT NULL,
-    passed boolean NOT NULL,
-    detail text    NOT NULL DEFAULT ''
-) ON COMMIT DROP;
-
-CREATE TEMP TABLE gate_state (key text PRIMARY KEY, value bigint) ON COMMIT DROP;
+\ir ../../gate_probes.sql
 
 UPDATE conveyor.dot_config AS dc SET value = 'true' WHERE dc.key = 'queue.heartbeat.enabled';
 UPDATE conveyor.iu_outbound_worker AS w SET enabled = true WHERE w.name = 'iu_outbound_default';

@@ -22,35 +22,23 @@
 -- txid-2 event only).
 BEGIN;
 
-CREATE TEMP TABLE gate_result (
-    seq    serial,
-    item   text    NOT NULL,
-    passed boolean NOT NULL,
-    detail text    NOT NULL DEFAULT ''
-) ON COMMIT DROP;
+\ir ../../gate_probes.sql
 
 -- 1. Objects and the widened CHECK.
 INSERT INTO pg_temp.gate_result (item, passed, detail)
-SELECT 'objects: tables, views and functions of phase 4 exist',
-       count(*) FILTER (WHERE o.oid IS NULL) = 0,
-       COALESCE('missing: ' || string_agg(o.name, ', ') FILTER (WHERE o.oid IS NULL),
-                count(*) || ' objects present')
-  FROM (SELECT x.name,
-               CASE WHEN x.name LIKE '%(%' THEN to_regprocedure(x.name)::oid
-                    ELSE to_regclass(x.name)::oid END AS oid
-          FROM unnest(ARRAY[
-                   'conveyor.executor_kind', 'conveyor.job_subscription',
-                   'conveyor.consumer_registry', 'conveyor.consumer_delivery',
-                   'conveyor.consumer_unmatched', 'conveyor.consumer_dead_letter',
-                   'conveyor.v_consumer_registry', 'conveyor.v_consumer_unmatched',
-                   'conveyor.v_consumer_dead_letter', 'conveyor.v_job_subscription',
-                   'conveyor.fn_consumer_dispatch(integer)',
-                   'conveyor.fn_consumer_register(text, text, text, text, text, text, integer, jsonb, regprocedure, text)',
-                   'conveyor.fn_consumer_disable(text, text)',
-                   'conveyor.fn_job_subscribe(text, text, text)',
-                   'conveyor.fn_job_unsubscribe(text, text)',
-                   'conveyor.fn_job_claim(text, text[], text[], integer, integer, text)']) AS x(name)
-       ) AS o;
+SELECT * FROM pg_temp.fn_gate__objects(
+    'objects: tables, views and functions of phase 4 exist',
+    ARRAY['conveyor.executor_kind', 'conveyor.job_subscription',
+          'conveyor.consumer_registry', 'conveyor.consumer_delivery',
+          'conveyor.consumer_unmatched', 'conveyor.consumer_dead_letter',
+          'conveyor.v_consumer_registry', 'conveyor.v_consumer_unmatched',
+          'conveyor.v_consumer_dead_letter', 'conveyor.v_job_subscription',
+          'conveyor.fn_consumer_dispatch(integer)',
+          'conveyor.fn_consumer_register(text, text, text, text, text, text, integer, jsonb, regprocedure, text)',
+          'conveyor.fn_consumer_disable(text, text)',
+          'conveyor.fn_job_subscribe(text, text, text)',
+          'conveyor.fn_job_unsubscribe(text, text)',
+          'conveyor.fn_job_claim(text, text[], text[], integer, integer, text)']);
 
 DO $$
 DECLARE
@@ -177,25 +165,17 @@ $$;
 
 -- 5. Privileges.
 INSERT INTO pg_temp.gate_result (item, passed, detail)
-SELECT 'privileges: PUBLIC executes no phase 4 function; definers pin search_path; admin dispatches, worker claims, reader reads the views only',
-       count(*) FILTER (WHERE EXISTS (SELECT 1
-                                        FROM aclexplode(COALESCE(p.proacl, acldefault('f', p.proowner))) AS a
-                                       WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')) = 0
-       AND count(*) FILTER (WHERE p.prosecdef AND NOT EXISTS (
-               SELECT 1 FROM unnest(p.proconfig) AS c(setting) WHERE c.setting LIKE 'search_path=%')) = 0
-       AND COALESCE(has_function_privilege('conveyor_admin', to_regprocedure('conveyor.fn_consumer_dispatch(integer)'), 'EXECUTE'), false)
-       AND NOT COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_consumer_dispatch(integer)'), 'EXECUTE'), false)
-       AND NOT COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_job_subscribe(text, text, text)'), 'EXECUTE'), false)
-       AND COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_job_claim(text, text[], text[], integer, integer, text)'), 'EXECUTE'), false)
-       AND has_table_privilege('conveyor_reader', 'conveyor.v_consumer_dead_letter', 'SELECT')
-       AND has_table_privilege('conveyor_reader', 'conveyor.v_consumer_unmatched', 'SELECT')
-       AND NOT has_table_privilege('conveyor_reader', 'conveyor.consumer_registry', 'SELECT')
-       AND NOT has_table_privilege('conveyor_worker', 'conveyor.job_subscription', 'SELECT'),
-       count(*) || ' functions checked'
-  FROM pg_catalog.pg_proc AS p
-  JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
- WHERE n.nspname = 'conveyor'
-   AND (p.proname LIKE 'fn\_consumer%' OR p.proname IN ('fn_job_subscribe', 'fn_job_unsubscribe', 'fn_job_claim'));
+SELECT * FROM pg_temp.fn_gate__privileges(
+    'privileges: PUBLIC executes no phase 4 function; definers pin search_path; admin dispatches, worker claims, reader reads the views only',
+    ARRAY['fn\_consumer%', 'fn\_job\_subscribe', 'fn\_job\_unsubscribe', 'fn\_job\_claim'],
+    COALESCE(has_function_privilege('conveyor_admin', to_regprocedure('conveyor.fn_consumer_dispatch(integer)'), 'EXECUTE'), false)
+        AND NOT COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_consumer_dispatch(integer)'), 'EXECUTE'), false)
+        AND NOT COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_job_subscribe(text, text, text)'), 'EXECUTE'), false)
+        AND COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_job_claim(text, text[], text[], integer, integer, text)'), 'EXECUTE'), false)
+        AND has_table_privilege('conveyor_reader', 'conveyor.v_consumer_dead_letter', 'SELECT')
+        AND has_table_privilege('conveyor_reader', 'conveyor.v_consumer_unmatched', 'SELECT')
+        AND NOT has_table_privilege('conveyor_reader', 'conveyor.consumer_registry', 'SELECT')
+        AND NOT has_table_privilege('conveyor_worker', 'conveyor.job_subscription', 'SELECT'));
 
 SELECT g.item, g.passed, g.detail FROM pg_temp.gate_result AS g ORDER BY g.seq;
 

@@ -20,32 +20,20 @@
 -- and read with batch 1, so each dispatch takes exactly the gate's next event.
 BEGIN;
 
-CREATE TEMP TABLE gate_result (
-    seq    serial,
-    item   text    NOT NULL,
-    passed boolean NOT NULL,
-    detail text    NOT NULL DEFAULT ''
-) ON COMMIT DROP;
+\ir ../../gate_probes.sql
 
 -- 1. Objects.
 INSERT INTO pg_temp.gate_result (item, passed, detail)
-SELECT 'objects: tables, views and functions of phase 5 exist',
-       count(*) FILTER (WHERE o.oid IS NULL) = 0,
-       COALESCE('missing: ' || string_agg(o.name, ', ') FILTER (WHERE o.oid IS NULL),
-                count(*) || ' objects present')
-  FROM (SELECT x.name,
-               CASE WHEN x.name LIKE '%(%' THEN to_regprocedure(x.name)::oid
-                    ELSE to_regclass(x.name)::oid END AS oid
-          FROM unnest(ARRAY[
-                   'conveyor.pilot_staged_payload', 'conveyor.pilot_cut_target',
-                   'conveyor.v_iu_staging_record', 'conveyor.v_iu_staging_record_base',
-                   'conveyor.v_queue_health', 'conveyor.v_queue_health_base',
-                   'conveyor.fn_pilot_mark(text, text, text, text, text)',
-                   'conveyor.fn_pilot_route(bigint)',
-                   'conveyor.fn_pilot_cut(bigint, text, bigint)',
-                   'conveyor.fn_pilot_verify_cut(bigint, text)',
-                   'conveyor.fn_pilot_cleanup(bigint, text)']) AS x(name)
-       ) AS o;
+SELECT * FROM pg_temp.fn_gate__objects(
+    'objects: tables, views and functions of phase 5 exist',
+    ARRAY['conveyor.pilot_staged_payload', 'conveyor.pilot_cut_target',
+          'conveyor.v_iu_staging_record', 'conveyor.v_iu_staging_record_base',
+          'conveyor.v_queue_health', 'conveyor.v_queue_health_base',
+          'conveyor.fn_pilot_mark(text, text, text, text, text)',
+          'conveyor.fn_pilot_route(bigint)',
+          'conveyor.fn_pilot_cut(bigint, text, bigint)',
+          'conveyor.fn_pilot_verify_cut(bigint, text)',
+          'conveyor.fn_pilot_cleanup(bigint, text)']);
 
 -- 2. Settings, registry rows, subscription.
 INSERT INTO pg_temp.gate_result (item, passed, detail)
@@ -192,25 +180,18 @@ $$;
 
 -- 5. Privileges.
 INSERT INTO pg_temp.gate_result (item, passed, detail)
-SELECT 'privileges: PUBLIC executes no phase 5 function; definers pin search_path; the worker runs the steps only; the reader reads the views only',
-       count(*) FILTER (WHERE EXISTS (SELECT 1
-                                        FROM aclexplode(COALESCE(p.proacl, acldefault('f', p.proowner))) AS a
-                                       WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')) = 0
-       AND count(*) FILTER (WHERE p.prosecdef AND NOT EXISTS (
-               SELECT 1 FROM unnest(p.proconfig) AS c(setting) WHERE c.setting LIKE 'search_path=%')) = 0
-       AND has_function_privilege('conveyor_worker', 'conveyor.fn_pilot_cut(bigint, text, bigint)', 'EXECUTE')
-       AND has_function_privilege('conveyor_worker', 'conveyor.fn_pilot_verify_cut(bigint, text)', 'EXECUTE')
-       AND has_function_privilege('conveyor_worker', 'conveyor.fn_pilot_cleanup(bigint, text)', 'EXECUTE')
-       AND NOT has_function_privilege('conveyor_worker', 'conveyor.fn_pilot_mark(text, text, text, text, text)', 'EXECUTE')
-       AND NOT has_function_privilege('conveyor_worker', 'conveyor.fn_pilot_route(bigint)', 'EXECUTE')
-       AND has_table_privilege('conveyor_reader', 'conveyor.v_iu_staging_record', 'SELECT')
-       AND has_table_privilege('conveyor_reader', 'conveyor.v_queue_health', 'SELECT')
-       AND NOT has_table_privilege('conveyor_reader', 'conveyor.pilot_staged_payload', 'SELECT')
-       AND NOT has_table_privilege('conveyor_worker', 'conveyor.pilot_cut_target', 'SELECT'),
-       count(*) || ' functions checked'
-  FROM pg_catalog.pg_proc AS p
-  JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
- WHERE n.nspname = 'conveyor' AND p.proname LIKE 'fn\_pilot%';
+SELECT * FROM pg_temp.fn_gate__privileges(
+    'privileges: PUBLIC executes no phase 5 function; definers pin search_path; the worker runs the steps only; the reader reads the views only',
+    ARRAY['fn\_pilot%'],
+    has_function_privilege('conveyor_worker', 'conveyor.fn_pilot_cut(bigint, text, bigint)', 'EXECUTE')
+        AND has_function_privilege('conveyor_worker', 'conveyor.fn_pilot_verify_cut(bigint, text)', 'EXECUTE')
+        AND has_function_privilege('conveyor_worker', 'conveyor.fn_pilot_cleanup(bigint, text)', 'EXECUTE')
+        AND NOT has_function_privilege('conveyor_worker', 'conveyor.fn_pilot_mark(text, text, text, text, text)', 'EXECUTE')
+        AND NOT has_function_privilege('conveyor_worker', 'conveyor.fn_pilot_route(bigint)', 'EXECUTE')
+        AND has_table_privilege('conveyor_reader', 'conveyor.v_iu_staging_record', 'SELECT')
+        AND has_table_privilege('conveyor_reader', 'conveyor.v_queue_health', 'SELECT')
+        AND NOT has_table_privilege('conveyor_reader', 'conveyor.pilot_staged_payload', 'SELECT')
+        AND NOT has_table_privilege('conveyor_worker', 'conveyor.pilot_cut_target', 'SELECT'));
 
 SELECT g.item, g.passed, g.detail FROM pg_temp.gate_result AS g ORDER BY g.seq;
 

@@ -14,36 +14,23 @@
 -- flags are switched on inside the transaction (the gate checks the mechanism).
 BEGIN;
 
-CREATE TEMP TABLE gate_result (
-    seq    serial,
-    item   text    NOT NULL,
-    passed boolean NOT NULL,
-    detail text    NOT NULL DEFAULT ''
-) ON COMMIT DROP;
+\ir ../../gate_probes.sql
 
 -- 1. Objects.
 INSERT INTO pg_temp.gate_result (item, passed, detail)
-SELECT 'objects: tables, views, functions and triggers of phase 6 exist',
-       count(*) FILTER (WHERE o.oid IS NULL) = 0
-       AND (SELECT count(*) FROM pg_catalog.pg_trigger AS t
-             WHERE t.tgname IN ('job_queue_workflow_step_ended_trg', 'job_queue_workflow_step_dead_lettered_trg',
-                                'job_dead_letter_workflow_replay_trg', 'mot_template_guard_trg')) = 4,
-       COALESCE('missing: ' || string_agg(o.name, ', ') FILTER (WHERE o.oid IS NULL),
-                count(*) || ' objects and 4 triggers present')
-  FROM (SELECT x.name,
-               CASE WHEN x.name LIKE '%(%' THEN to_regprocedure(x.name)::oid
-                    ELSE to_regclass(x.name)::oid END AS oid
-          FROM unnest(ARRAY[
-                   'conveyor.mot_template', 'conveyor.job_workflow', 'conveyor.job_workflow_step',
-                   'conveyor.v_mot_template', 'conveyor.v_job_workflow', 'conveyor.v_job_workflow_step',
-                   'conveyor.v_job_workflow_health',
-                   'conveyor.fn_mot_template_register(text, jsonb, text, text)',
-                   'conveyor.fn_mot_graph_emit(text, integer, jsonb, text, boolean, text)',
-                   'conveyor.fn_job_workflow_cancel(bigint, text, text)',
-                   'conveyor.fn_job_workflow_complete_step(bigint, text, text, jsonb)',
-                   'conveyor.fn_job_workflow_refresh()',
-                   'conveyor.fn_job_workflow_parents(bigint)']) AS x(name)
-       ) AS o;
+SELECT * FROM pg_temp.fn_gate__objects(
+    'objects: tables, views, functions and triggers of phase 6 exist',
+    ARRAY['conveyor.mot_template', 'conveyor.job_workflow', 'conveyor.job_workflow_step',
+          'conveyor.v_mot_template', 'conveyor.v_job_workflow', 'conveyor.v_job_workflow_step',
+          'conveyor.v_job_workflow_health',
+          'conveyor.fn_mot_template_register(text, jsonb, text, text)',
+          'conveyor.fn_mot_graph_emit(text, integer, jsonb, text, boolean, text)',
+          'conveyor.fn_job_workflow_cancel(bigint, text, text)',
+          'conveyor.fn_job_workflow_complete_step(bigint, text, text, jsonb)',
+          'conveyor.fn_job_workflow_refresh()',
+          'conveyor.fn_job_workflow_parents(bigint)'],
+    triggers => ARRAY['job_queue_workflow_step_ended_trg', 'job_queue_workflow_step_dead_lettered_trg',
+                      'job_dead_letter_workflow_replay_trg', 'mot_template_guard_trg']);
 
 -- 2. No mot executor anywhere, and the CHECKs that keep it so.
 DO $$
@@ -177,25 +164,17 @@ $$;
 
 -- 5. Privileges.
 INSERT INTO pg_temp.gate_result (item, passed, detail)
-SELECT 'privileges: PUBLIC executes no phase 6 function; definers pin search_path; worker emits and reads parents, admin completes operator steps and refreshes, reader reads the views only',
-       count(*) FILTER (WHERE EXISTS (SELECT 1
-                                        FROM aclexplode(COALESCE(p.proacl, acldefault('f', p.proowner))) AS a
-                                       WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')) = 0
-       AND count(*) FILTER (WHERE p.prosecdef AND NOT EXISTS (
-               SELECT 1 FROM unnest(p.proconfig) AS c(setting) WHERE c.setting LIKE 'search_path=%')) = 0
-       AND COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_mot_graph_emit(text, integer, jsonb, text, boolean, text)'), 'EXECUTE'), false)
-       AND COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_job_workflow_parents(bigint)'), 'EXECUTE'), false)
-       AND NOT COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_job_workflow_complete_step(bigint, text, text, jsonb)'), 'EXECUTE'), true)
-       AND NOT COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_mot_template_register(text, jsonb, text, text)'), 'EXECUTE'), true)
-       AND COALESCE(has_function_privilege('conveyor_admin', to_regprocedure('conveyor.fn_job_workflow_refresh()'), 'EXECUTE'), false)
-       AND COALESCE(has_table_privilege('conveyor_reader', to_regclass('conveyor.v_job_workflow_health'), 'SELECT'), false)
-       AND NOT COALESCE(has_table_privilege('conveyor_reader', to_regclass('conveyor.job_workflow'), 'SELECT'), true)
-       AND NOT COALESCE(has_table_privilege('conveyor_worker', to_regclass('conveyor.mot_template'), 'SELECT'), true),
-       count(*) || ' functions checked'
-  FROM pg_catalog.pg_proc AS p
-  JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
- WHERE n.nspname = 'conveyor'
-   AND (p.proname LIKE 'fn\_mot%' OR p.proname LIKE 'fn\_job\_workflow%');
+SELECT * FROM pg_temp.fn_gate__privileges(
+    'privileges: PUBLIC executes no phase 6 function; definers pin search_path; worker emits and reads parents, admin completes operator steps and refreshes, reader reads the views only',
+    ARRAY['fn\_mot%', 'fn\_job\_workflow%'],
+    COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_mot_graph_emit(text, integer, jsonb, text, boolean, text)'), 'EXECUTE'), false)
+        AND COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_job_workflow_parents(bigint)'), 'EXECUTE'), false)
+        AND NOT COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_job_workflow_complete_step(bigint, text, text, jsonb)'), 'EXECUTE'), true)
+        AND NOT COALESCE(has_function_privilege('conveyor_worker', to_regprocedure('conveyor.fn_mot_template_register(text, jsonb, text, text)'), 'EXECUTE'), true)
+        AND COALESCE(has_function_privilege('conveyor_admin', to_regprocedure('conveyor.fn_job_workflow_refresh()'), 'EXECUTE'), false)
+        AND COALESCE(has_table_privilege('conveyor_reader', to_regclass('conveyor.v_job_workflow_health'), 'SELECT'), false)
+        AND NOT COALESCE(has_table_privilege('conveyor_reader', to_regclass('conveyor.job_workflow'), 'SELECT'), true)
+        AND NOT COALESCE(has_table_privilege('conveyor_worker', to_regclass('conveyor.mot_template'), 'SELECT'), true));
 
 SELECT g.item, g.passed, g.detail FROM pg_temp.gate_result AS g ORDER BY g.seq;
 
