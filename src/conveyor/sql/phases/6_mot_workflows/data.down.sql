@@ -1,7 +1,10 @@
 -- Phase 6 data down: delete the rows data.up.sql inserted. The shipped template goes only while
 -- no workflow was emitted from it; templates, workflows and steps that remain are runtime data
--- of phase 6's tables: the runner archives them and ddl.down.sql drops the tables. The guard on
--- live steps is ddl.down.sql's, repeated here so a refused rollback leaves the flag in place.
+-- of phase 6's tables: the runner archives them and ddl.down.sql drops the tables.
+-- It REFUSES while a workflow step's job is still live, as ddl.down.sql does. The guard is in
+-- both files on purpose: each runs in its own transaction and may be run alone (psql -1 -f), and
+-- this one runs first, so checking here keeps a refused rollback from deleting the flag and the
+-- template before ddl.down.sql would refuse; ddl.down.sql checks again for when it runs alone.
 
 DO $$
 DECLARE

@@ -1,6 +1,8 @@
 -- Phase 6 down: undo ddl.up.sql in reverse order. It REFUSES while a workflow step's job is
 -- still live in job_queue (waiting, queued or in progress): without phase 6 nothing would ever
--- release a waiting step, so those workflows must be cancelled or finish first. job_queue and
+-- release a waiting step, so those workflows must be cancelled or finish first. data.down.sql
+-- carries the same guard on purpose: each file runs in its own transaction and may be run alone
+-- (psql -1 -f), so each refuses for itself rather than trust that the other ran. job_queue and
 -- job_dead_letter are phase 1's and keep their rows; workflow_id stays on finished jobs (the
 -- column is phase 1's). Dropped tables lose their rows: the runner archives or refuses first.
 
