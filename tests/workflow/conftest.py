@@ -3,9 +3,7 @@ the job substrate, the lease reaper and MOT workflows switched on, and retries w
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,10 +14,9 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from conveyor.phases import runner
+from helpers import conveyor_processes
 
 Conn = psycopg.Connection[Any]
-
-HERE = Path(__file__).parent
 
 FLAGS = ("queue.job_substrate.enabled", "queue.lease_reaper.enabled", "workflow.mot.enabled")
 
@@ -77,41 +74,12 @@ def template(sql: Conn, queue: str) -> Callable[..., str]:
 
 
 @pytest.fixture
-def start_worker(workflow_dsn: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+def start_worker(
+    workflow_dsn: str, tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start `conveyor worker --app workflowapp:registry ARGS…` as a subprocess."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str) -> subprocess.Popen[bytes]:
-        env = {
-            **os.environ,
-            "CONVEYOR_DATABASE_URL": workflow_dsn,
-            "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
-        }
-        log_path = tmp_path / f"worker{len(started)}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "conveyor",
-                    "-v",
-                    "worker",
-                    "--app",
-                    "workflowapp:registry",
-                    "--poll-interval",
-                    "0.05",
-                    *args,
-                ],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        process.log_path = log_path  # type: ignore[attr-defined]
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
+    yield from conveyor_processes(
+        workflow_dsn,
+        tmp_path,
+        ["worker", "--app", "workflowapp:registry", "--poll-interval", "0.05"],
+    )
