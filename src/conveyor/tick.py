@@ -32,12 +32,13 @@ class Step:
     repeat_while_more: bool = False  # call again while the answer says "more": true
 
 
-# Batches are the functions' defaults, except where a tick deliberately takes more per call.
+# Batches are the functions' defaults (the SQL owns them); a step whose backlog can outgrow one
+# batch repeats while its answer says "more", up to _MAX_REPEATS calls a round.
 STEPS: tuple[Step, ...] = (
     Step("lease_reaper", "SELECT conveyor.fn_job_lease_reaper()", 2, True),
     Step("heartbeat_stale_check", "SELECT conveyor.fn_heartbeat_stale_check()", 3),
-    Step("watchdog", "SELECT conveyor.fn_watchdog_receive(batch => 500)", 3),
-    Step("red_zones", "SELECT conveyor.fn_red_zones_receive(batch => 500)", 3),
+    Step("watchdog", "SELECT conveyor.fn_watchdog_receive()", 3, True),
+    Step("red_zones", "SELECT conveyor.fn_red_zones_receive()", 3, True),
     Step("dispatch", "SELECT conveyor.fn_consumer_dispatch()", 4, True),
     Step("outbound", "SELECT conveyor.fn_iu_outbound_tick(name => 'iu_outbound_default')", 0),
     Step("retention", "SELECT conveyor.fn_job_prune()", 2, True),
