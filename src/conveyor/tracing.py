@@ -4,11 +4,12 @@
 functions: a PRODUCER span ``conveyor enqueue <kind>`` with the kind, queue and job id (never
 the payload), whose W3C trace context is written into the job. The job has no column for it
 (fn_job_enqueue takes none), so it goes under one reserved payload key, `TRACE_KEY`
-(``{"traceparent": …, "tracestate": …}``), and only while a span is recording. `traced_invoke`
-decorates the invoker: a CONSUMER span ``conveyor run <kind>`` whose parent is the enqueuing
-span, with the outcome (succeeded, failed_transient, failed_permanent, snoozed, cancelled) and
-the exception recorded; the handler sees the payload without `TRACE_KEY`, and code it runs
-(a sync handler in its thread too) is inside that span, so jobs it enqueues continue the trace.
+(``{"traceparent": …, "tracestate": …}``), only while a tracer provider is set up (a valid
+span context). `traced_invoke` decorates the invoker: a CONSUMER span ``conveyor run <kind>``
+whose parent is the enqueuing span, with the outcome (succeeded, failed_transient,
+failed_permanent, snoozed, cancelled) and the exception recorded. The handler sees the payload
+without `TRACE_KEY`, and the code it runs (a sync handler on its thread too) is inside that
+span, so the jobs it enqueues continue the trace.
 
 Without opentelemetry installed every decorator returns the function itself: no cost at all.
 """

@@ -83,6 +83,12 @@ EDIT_SQL: LiteralString = """
 """
 
 
+_NO_PII = (
+    "the console's database role has no conveyor_pii, so nobody here can see the draft: "
+    "approve where it can be read"
+)
+
+
 def _id(value: str, what: str) -> int:
     try:
         return int(value)
@@ -175,6 +181,8 @@ async def approve(request: Request) -> Response:
     seen = str(form.get("draft_sha256") or "")
     if not seen:  # approve what was shown, never "whatever the draft is now"
         raise HTTPException(400, "draft_sha256 is required: approve from the message's page")
+    if not await run_in_threadpool(read, request, may_read_pii):
+        raise HTTPException(403, _NO_PII)
     answer = await act(request, APPROVE_SQL, (message_id, seen, user.name))
     log.info("console: %s approved customer message %s: %s", user.name, message_id, answer)
     flash(request, f"message {message_id} approved by {user.name}")
@@ -215,7 +223,7 @@ async def edit(request: Request) -> Response:
     def run() -> list[str]:
         with console.pool.connection() as conn:  # the primary: read, write, read again
             if not may_read_pii(conn):
-                raise HTTPException(403, "the console's database role lacks conveyor_pii")
+                raise HTTPException(403, _NO_PII)
             before = call(conn, BODY_SQL, (message_id,))
             call(conn, EDIT_SQL, (message_id, subject, text, user.name))
             return draft_diff(before, call(conn, BODY_SQL, (message_id,)))
