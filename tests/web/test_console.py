@@ -111,6 +111,9 @@ POSTS = [
     ("/jobs/cancel", {"job_id": "1"}),
     ("/workflows/cancel", {"workflow_id": "1"}),
     ("/workflows/complete-step", {"workflow_id": "1", "step": "approve"}),
+    ("/approvals/approve", {"message_id": "1", "draft_sha256": "x"}),
+    ("/approvals/reject", {"message_id": "1"}),
+    ("/approvals/edit", {"message_id": "1", "text": "x"}),
     ("/logout", {}),
 ]
 
