@@ -151,6 +151,43 @@ def build_workflows(conn: psycopg.Connection[Any]) -> None:
     _claim_and_maybe_complete(conn, "wf.reserve", complete=False)
 
 
+MESSAGES = 300  # customer messages (phase 7), a fifth of them past approval
+
+
+def build_messages(conn: psycopg.Connection[Any]) -> None:
+    """Customer messages ingested, classified and drafted through the SQL functions."""
+    conn.execute(
+        "UPDATE conveyor.dot_config SET value = 'true' WHERE key = 'customer.channel.enabled'"
+    )
+    for n in range(1, MESSAGES + 1):
+        row = conn.execute(
+            "SELECT conveyor.fn_customer_message_ingest('support', 'INBOX', 1, %s, NULL, now(),"
+            " %s, %s, ARRAY['support@example.invalid'], '{}', NULL, NULL, NULL, %s, NULL, 60)",
+            (n, f"Order {1000 + n} is late", f"customer{n}@example.invalid", _MAIL),
+        ).fetchone()
+        assert row is not None
+        message_id = int(row[0]["id"])
+        kind = ("support", "billing", "complaint")[n % 3]
+        conn.execute(
+            "SELECT conveyor.fn_customer_message_classify(%s, %s, 'bench')", (message_id, kind)
+        )
+        conn.execute(
+            "SELECT conveyor.fn_customer_message_draft(%s, %s, %s, 'bench')",
+            (message_id, f"Re: Order {1000 + n} is late", _DRAFT),
+        )
+        if n % 5 == 0:
+            conn.execute(
+                "SELECT conveyor.fn_customer_message_approve(%s, NULL, 'alice')", (message_id,)
+            )
+
+
+_MAIL = "Hello,\n\nmy order has not arrived yet. Can you tell me where it is?\n\nThanks"
+_DRAFT = (
+    "Hello,\n\nsorry for the wait: your order left our warehouse this morning and should"
+    " reach you within two days.\n\nBest regards,\nSupport"
+)
+
+
 def with_database(dsn: str, name: str) -> str:
     params = conninfo_to_dict(dsn)
     params["dbname"] = name
@@ -158,13 +195,13 @@ def with_database(dsn: str, name: str) -> str:
 
 
 def build(admin_dsn: str) -> str:
-    """A fresh database with phases 0–4 and 6 and the big tables; its URL."""
+    """A fresh database with phases 0–4, 6 and 7 and the big tables; its URL."""
     with psycopg.connect(admin_dsn, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{DATABASE}"')
     dsn = with_database(admin_dsn, DATABASE)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for number in (0, 1, 2, 3, 4, 6):
+        for number in (0, 1, 2, 3, 4, 6, 7):
             runner.ratify(conn, number, "bench")
             runner.apply(conn, number, "bench")
         conn.execute(
@@ -186,6 +223,7 @@ def build(admin_dsn: str) -> str:
                 )
         conn.execute("SELECT conveyor.fn_job_queue_pause(queue => 'q19', paused_by => 'bench')")
         build_workflows(conn)
+        build_messages(conn)
         conn.execute("VACUUM ANALYZE conveyor.job_queue")
         conn.execute("VACUUM ANALYZE conveyor.job_dead_letter")
         print(
@@ -253,7 +291,10 @@ def pages(dsn: str) -> list[tuple[str, str]]:
         ).fetchone()
         oldest = conn.execute("SELECT min(id) FROM conveyor.job_workflow").fetchone()
         middle = conn.execute("SELECT min(id) + 1000 FROM conveyor.job_workflow").fetchone()
-        assert mid and dead and oldest and middle
+        waiting = conn.execute(
+            "SELECT max(id) FROM conveyor.customer_message WHERE state = 'awaiting_approval'"
+        ).fetchone()
+        assert mid and dead and oldest and middle and waiting
     job_id, dead_id = int(mid[0]), int(dead[0])
     return [
         ("overview", "/"),
@@ -277,6 +318,9 @@ def pages(dsn: str) -> list[tuple[str, str]]:
         ("workflows, a page back (keyset)", f"/workflows?before={int(middle[0])}"),
         ("workflows status=cancelled", "/workflows?status=cancelled"),
         ("workflow detail (graph)", f"/workflows/{int(oldest[0])}"),
+        ("approvals", "/approvals"),
+        ("approvals, any state", "/approvals?state="),
+        ("approval detail (draft)", f"/approvals/{int(waiting[0])}"),
         ("/metrics", "/metrics"),
     ]
 
@@ -320,6 +364,8 @@ def screenshots(url: str, paths: list[tuple[str, str]], target: Path) -> None:
         "phases": "/phases",
         "workflows": "/workflows",
         "workflow": dict(paths)["workflow detail (graph)"],
+        "approvals": "/approvals",
+        "approval": dict(paths)["approval detail (draft)"],
     }
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -333,7 +379,7 @@ def screenshots(url: str, paths: list[tuple[str, str]], target: Path) -> None:
             page.click('button[type="submit"]')
             page.wait_for_selector("[data-testid=viewer]")
             for name, path in shots.items():
-                if who == "rita" and name not in ("job", "dead-letters"):
+                if who == "rita" and name not in ("job", "dead-letters", "approval"):
                     continue
                 page.goto(path)
                 suffix = "-reader" if who == "rita" else ""

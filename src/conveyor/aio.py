@@ -15,7 +15,7 @@ from uuid import UUID
 
 import psycopg
 
-from conveyor import db
+from conveyor import db, tracing
 from conveyor import jobs as sync_jobs
 from conveyor.calls import acall
 from conveyor.jobs import ClaimedJob
@@ -50,6 +50,7 @@ async def aconnect(
         raise db.connect_error(error, target, source) from error
 
 
+@tracing.traced_aenqueue
 async def enqueue(
     conn: AsyncConn,
     kind: str,
@@ -74,6 +75,7 @@ async def enqueue(
     return int((await acall(conn, *statement))["job_id"])
 
 
+@tracing.traced_aenqueue_many
 async def enqueue_many(conn: AsyncConn, jobs: Iterable[JsonObject]) -> list[int]:
     """Enqueue many jobs in one call; return their ids in order (see `jobs.enqueue_many`)."""
     statement = sync_jobs.enqueue_many_statement(jobs)

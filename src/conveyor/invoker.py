@@ -14,7 +14,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from conveyor import db, jobs
+from conveyor import db, jobs, tracing
 from conveyor.calls import acall, call
 from conveyor.handlers import Handler, JobContext
 
@@ -32,6 +32,7 @@ class Invoker:
         self._async_pool: AsyncConnectionPool | None = None
         self._sync_pool: ConnectionPool | None = None
 
+    @tracing.traced_invoke
     async def invoke(self, handler: Handler, context: JobContext) -> Any:
         """The handler's result; raises what it raises, TimeoutError past its timeout."""
         runner = self._run_transactional if handler.transactional else self._run_plain

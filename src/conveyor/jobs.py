@@ -17,6 +17,7 @@ from uuid import UUID
 import psycopg
 from psycopg.types.json import Jsonb
 
+from conveyor import tracing
 from conveyor.calls import Statement, call
 from conveyor.types import JsonObject
 
@@ -68,6 +69,7 @@ ENQUEUE_SQL: LiteralString = """
 """
 
 
+@tracing.traced_enqueue
 def enqueue(
     conn: Conn,
     kind: str,
@@ -121,6 +123,7 @@ ENQUEUE_MANY_SQL: LiteralString = """
 """
 
 
+@tracing.traced_enqueue_many
 def enqueue_many(conn: Conn, jobs: Iterable[JsonObject]) -> list[int]:
     """Enqueue many jobs in one call; each item has enqueue's keyword names. Return ids in order.
 

@@ -182,7 +182,7 @@ async def metrics_endpoint(request: Request) -> Response:
             "log in, or send Authorization: Bearer <token> (conveyor web --metrics-token)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    body = await run_in_threadpool(exposition, console.pool)
+    body = await run_in_threadpool(exposition, console.reads)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 

@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,32 @@ def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def console_env() -> dict[str, str]:
+    """More environment for the module's `conveyor web` (a module may override this)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 def console_url(
-    web_dsn: str, users_file: Path, tmp_path_factory: pytest.TempPathFactory
+    web_dsn: str,
+    users_file: Path,
+    console_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     """Base URL of a `conveyor web` process serving the module database."""
+    log_dir = tmp_path_factory.mktemp("web-log")
+    with serve_console(web_dsn, users_file, log_dir, console_env) as url:
+        yield url
+
+
+@contextmanager
+def serve_console(
+    dsn: str, users_file: Path, log_dir: Path, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Run `conveyor web` on *dsn* (plus *env*) until the block ends; its base URL."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("web-log") / "console.log"
-    env = {**os.environ, "CONVEYOR_DATABASE_URL": web_dsn}
+    log_path = log_dir / "console.log"
+    env = {**os.environ, "CONVEYOR_DATABASE_URL": dsn, **(env or {})}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [

@@ -111,6 +111,9 @@ POSTS = [
     ("/jobs/cancel", {"job_id": "1"}),
     ("/workflows/cancel", {"workflow_id": "1"}),
     ("/workflows/complete-step", {"workflow_id": "1", "step": "approve"}),
+    ("/approvals/approve", {"message_id": "1", "draft_sha256": "x"}),
+    ("/approvals/reject", {"message_id": "1"}),
+    ("/approvals/edit", {"message_id": "1", "text": "x"}),
     ("/logout", {}),
 ]
 
@@ -549,3 +552,20 @@ def test_without_phase_6_the_workflows_link_is_absent_and_its_pages_say_what_to_
         assert answer.status_code == 200
         assert "needs phase 6" in answer.text
         assert "conveyor phase apply 6" in answer.text
+
+
+@pytest.mark.parametrize("who", ["alice", "rita"])
+def test_without_phase_7_the_approvals_link_is_absent_and_its_pages_say_so(
+    login: Callable[[str], httpx.Client], who: str
+) -> None:
+    client = login(who)
+
+    overview = client.get("/")
+    listing = client.get("/approvals")
+    detail = client.get("/approvals/1")
+
+    assert 'href="/approvals"' not in overview.text
+    for answer in (listing, detail):
+        assert answer.status_code == 200
+        assert "phase 7 (customer messages) is not applied" in answer.text
+        assert "conveyor phase apply 7" in answer.text

@@ -1,6 +1,7 @@
 """`conveyor metrics`: the console's /metrics on its own, for a scraper next to the workers.
 
-The same figures, read from SQL at each scrape (conveyor.metrics); without the console's login,
+The same figures, read from SQL at each scrape (conveyor.metrics) through the read route
+(CONVEYOR_READ_DATABASE_URL when set: a replica will do); without the console's login,
 so it listens on loopback unless given TLS or --insecure, like `conveyor web`.
 """
 
@@ -13,8 +14,8 @@ from types import FrameType
 
 import click
 
-from conveyor.cli.context import check_reachable, err_console
-from conveyor.cli.web import is_loopback
+from conveyor.cli.context import check_reachable, err_console, state
+from conveyor.cli.web import READ_ENV, is_loopback, open_pool
 
 
 @click.command("metrics")
@@ -43,16 +44,13 @@ def metrics_command(
             "address: pass --certfile and --keyfile, or --insecure on a trusted network"
         )
     from prometheus_client import CollectorRegistry, start_http_server
-    from psycopg_pool import ConnectionPool
 
     from conveyor.metrics import DatabaseCollector
 
     url = check_reachable(ctx)
-    pool = ConnectionPool(
-        url,
-        min_size=1,
-        max_size=2,
-        kwargs={"autocommit": True, "application_name": "conveyor-metrics"},
+    read_url = state(ctx).settings.read_url
+    pool = open_pool(
+        read_url or url, READ_ENV if read_url else "the database", "conveyor-metrics", 2
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(pool))

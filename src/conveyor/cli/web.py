@@ -8,17 +8,22 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import platformdirs
 
-from conveyor.cli.context import check_reachable, err_console
+from conveyor.cli.context import check_reachable, err_console, state
 from conveyor.errors import ConfigError
 from conveyor.web import users
+
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
 
 USERS_ENV = "CONVEYOR_WEB_USERS_FILE"
 SECRET_ENV = "CONVEYOR_WEB_SECRET"
 METRICS_TOKEN_ENV = "CONVEYOR_WEB_METRICS_TOKEN"
+READ_ENV = "CONVEYOR_READ_DATABASE_URL"
 
 
 def default_users_file() -> Path:
@@ -101,31 +106,26 @@ def _serve(
     metrics_token: str | None,
 ) -> None:
     import uvicorn
-    from psycopg_pool import ConnectionPool
 
     from conveyor.web.app import create_app
     from conveyor.web.state import ConsoleState
 
     url = check_reachable(ctx)  # the usual one line when the database is not there
-    pool = ConnectionPool(
-        url,
-        min_size=1,
-        max_size=4,
-        open=False,
-        kwargs={
-            "autocommit": True,
-            "application_name": "conveyor-web",
-            # The filters make each query's shape; no generic plan for a one-off filter.
-            "prepare_threshold": None,
-        },
-    )
+    pool = open_pool(url, "the database", "conveyor-web")
+    read_url = state(ctx).settings.read_url
     try:
-        pool.open(wait=True, timeout=15)
-    except Exception as error:
-        raise ConfigError(f"the console cannot reach the database: {error}") from error
+        reads = open_pool(read_url, READ_ENV, "conveyor-web-read") if read_url else None
+    except ConfigError:
+        pool.close()
+        raise
     secret = os.environ.get(SECRET_ENV) or secrets.token_urlsafe(32)
     console = ConsoleState(
-        pool=pool, users=known, secret=secret, metrics_token=metrics_token, tls=certfile is not None
+        pool=pool,
+        users=known,
+        secret=secret,
+        metrics_token=metrics_token,
+        tls=certfile is not None,
+        read_pool=reads,
     )
     scheme = "https" if certfile else "http"
     err_console.print(
@@ -144,6 +144,32 @@ def _serve(
         )
     finally:
         pool.close()
+        if reads is not None:
+            reads.close()
+
+
+def open_pool(url: str, what: str, application_name: str, max_size: int = 4) -> ConnectionPool:
+    """An open autocommit pool on *url* (*what* names it in the one-line error if unreachable)."""
+    from psycopg_pool import ConnectionPool
+
+    pool: ConnectionPool = ConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        open=False,
+        kwargs={
+            "autocommit": True,
+            "application_name": application_name,
+            # The filters make each query's shape; no generic plan for a one-off filter.
+            "prepare_threshold": None,
+        },
+    )
+    try:
+        pool.open(wait=True, timeout=15)
+    except Exception as error:
+        pool.close()
+        raise ConfigError(f"the console cannot reach {what}: {error}") from error
+    return pool
 
 
 @web.group()

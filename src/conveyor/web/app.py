@@ -25,6 +25,7 @@ from conveyor import metrics
 from conveyor.errors import ConveyorError
 from conveyor.web import sessions
 from conveyor.web.pages import (
+    approvals,
     components,
     dead_letters,
     jobs,
@@ -125,6 +126,7 @@ def routes() -> list[BaseRoute]:
         *queues.routes,
         *jobs.routes,
         *workflows.routes,
+        *approvals.routes,
         *dead_letters.routes,
         *components.routes,
         *phases.routes,

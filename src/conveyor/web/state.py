@@ -1,6 +1,8 @@
 """What every page shares: the connection pool, the users, the templates, and `render`.
 
-Pages read through `read(request, fn)`, which runs *fn* on a pooled connection in a thread.
+Pages read through `read(request, fn)`, which runs *fn* on a pooled connection of the read
+route (CONVEYOR_READ_DATABASE_URL when set: a replica will do) and act through `act`, on the
+primary.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ NAV = (
     ("queues", "/queues", "Queues"),
     ("jobs", "/jobs", "Jobs"),
     ("workflows", "/workflows", "Workflows"),
+    ("approvals", "/approvals", "Approvals"),
     ("dead_letters", "/dead-letters", "Dead letters"),
     ("components", "/components", "Components"),
     ("phases", "/phases", "Phases"),
@@ -62,7 +65,10 @@ def _templates() -> Jinja2Templates:
 
 @dataclass(slots=True)
 class ConsoleState:
-    """The running console: its pool and users (read once at start), its secrets."""
+    """The running console: its pools and users (read once at start), its secrets.
+
+    *pool* reaches the primary (every action); *read_pool*, when set, the read route.
+    """
 
     pool: ConnectionPool[psycopg.Connection[Any]]
     users: dict[str, User]
@@ -70,8 +76,14 @@ class ConsoleState:
     metrics_token: str | None = None
     tls: bool = False
     templates: Jinja2Templates = field(default_factory=_templates)
-    # (when checked, whether phase 6 was applied): the Workflows link shows only with phase 6.
-    workflows_checked: tuple[float, bool] = (float("-inf"), False)
+    # (when checked, the applied phases): Workflows shows only with phase 6, Approvals with 7.
+    phases_checked: tuple[float, frozenset[int]] = (float("-inf"), frozenset())
+    read_pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+
+    @property
+    def reads(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        """The pool pages read from: the read route's when there is one, else the primary's."""
+        return self.read_pool if self.read_pool is not None else self.pool
 
 
 def state(request: Request) -> ConsoleState:
@@ -81,9 +93,13 @@ def state(request: Request) -> ConsoleState:
     return value
 
 
-def read(request: Request, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
-    """Run *fn* on a pooled autocommit connection and return what it returns."""
-    with state(request).pool.connection() as conn:
+def read(
+    request: Request, fn: Callable[[psycopg.Connection[Any]], T], *, primary: bool = False
+) -> T:
+    """Run *fn* on a pooled autocommit connection of the read route (of the primary with
+    *primary*: a read that may write, like the phase ledger's bootstrap); what it returns."""
+    console = state(request)
+    with (console.pool if primary else console.reads).connection() as conn:
         return fn(conn)
 
 
@@ -97,17 +113,19 @@ async def act(request: Request, sql: LiteralString, params: Sequence[Any]) -> Js
     return await run_in_threadpool(run)
 
 
-# How long the answer "is phase 6 applied?" is reused before the ledger is read again.
+# How long the answer "which phases are applied?" is reused before the ledger is read again.
 _PHASE_CHECK_SECONDS = 10.0
+# A page shown in the navigation only once its phase is applied.
+_NAV_PHASES = {"workflows": 6, "approvals": 7}
 
 
-def _workflows_applied(request: Request) -> bool:
+def _applied(request: Request) -> frozenset[int]:
     console = state(request)
-    checked_at, applied = console.workflows_checked
+    checked_at, applied = console.phases_checked
     if time.monotonic() - checked_at > _PHASE_CHECK_SECONDS:
-        with console.pool.connection() as conn:
-            applied = 6 in applied_phases(conn)
-        console.workflows_checked = (time.monotonic(), applied)
+        with console.reads.connection() as conn:
+            applied = frozenset(applied_phases(conn))
+        console.phases_checked = (time.monotonic(), applied)
     return applied
 
 
@@ -120,7 +138,7 @@ def render(
         request,
         template,
         {
-            "nav": [n for n in NAV if n[0] != "workflows" or _workflows_applied(request)],
+            "nav": [n for n in NAV if _NAV_PHASES.get(n[0], 0) in {0, *_applied(request)}],
             "page": page,
             "user": user,
             "csrf": request.session.get("csrf", ""),

@@ -28,7 +28,9 @@ def _load(conn: psycopg.Connection[Any]) -> dict[str, Any]:
 
 def phases_page(request: Request) -> Response:
     user = viewer(request)
-    return render(request, "phases.html", "phases", user, **read(request, _load))
+    # runner.status bootstraps the ledger (CREATE … IF NOT EXISTS), which a standby refuses.
+    data = read(request, _load, primary=True)
+    return render(request, "phases.html", "phases", user, **data)
 
 
 routes = [Route("/phases", phases_page, methods=["GET"])]
