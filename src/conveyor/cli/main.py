@@ -40,6 +40,7 @@ def cli(ctx: click.Context, database_url: str | None, data_dir: Path | None, ver
 
 def _register() -> None:
     from conveyor.cli import (
+        channel,
         config,
         database,
         demo,
@@ -73,6 +74,7 @@ def _register() -> None:
     cli.add_command(web.web)
     cli.add_command(metrics.metrics_command)
     cli.add_command(workflow.workflow_group)
+    cli.add_command(channel.channel_group)
 
 
 _register()
