@@ -9,7 +9,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,8 @@ import psycopg
 import pytest
 
 from conveyor.phases import runner
-from mailserver import MailServers, Sink, make_account, with_smtp
+from customer.channelsupport import Box
+from mailserver import MailServers, Sink
 
 FLAGS = (
     "queue.job_substrate.enabled",
@@ -83,53 +83,10 @@ def approve_required(sql: psycopg.Connection[Any]) -> Iterator[Callable[[bool], 
     set_(True)
 
 
-@dataclass
-class Box:
-    """One test's own mailbox owner (Dovecot user = account name) and SMTP sink."""
-
-    mail: MailServers
-    user: str
-    sink: Sink
-    mailboxes: str = "INBOX"
-    extra: dict[str, str] = field(default_factory=dict)
-
-    def env(self, sink: Sink | None = None) -> dict[str, str]:
-        return {
-            "CONVEYOR_CHANNEL_ACCOUNT": self.user,
-            "CONVEYOR_CHANNEL_IMAP_URL": self.mail.imap_url_for(self.user),
-            "CONVEYOR_CHANNEL_SMTP_URL": f"smtp://{self.user}@127.0.0.1:{(sink or self.sink).port}",
-            "CONVEYOR_CHANNEL_FROM": f"{self.user}@localhost",
-            "CONVEYOR_CHANNEL_PASSWORD": self.mail.password,
-            "CONVEYOR_CHANNEL_MAILBOXES": self.mailboxes,
-            "CONVEYOR_CHANNEL_ALLOW_PLAINTEXT": "loopback",
-            **self.extra,
-        }
-
-    def deliver(self, raw: bytes) -> None:
-        self.mail.deliver(raw, self.mailboxes.split(",")[0], user=self.user)
-
-
 @pytest.fixture
 def box(mail: MailServers) -> Box:
     user = mail.add_user(f"u{uuid.uuid4().hex[:10]}")
     return Box(mail, user, mail.sink())
-
-
-def message(
-    body: str,
-    *,
-    subject: str = "Question about my invoice",
-    message_id: str | None = None,
-    sender: str = "customer@example.org",
-    to: str = "support@localhost",
-) -> bytes:
-    """A plain RFC 5322 message."""
-    message_id = message_id or f"<{uuid.uuid4().hex}@example.org>"
-    return (
-        f"From: A Customer <{sender}>\r\nTo: {to}\r\nSubject: {subject}\r\n"
-        f"Message-ID: {message_id}\r\nDate: Thu, 03 Dec 2026 10:00:00 +0000\r\n"
-        f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
-    ).encode()
 
 
 @pytest.fixture
@@ -164,24 +121,3 @@ def start_channel(
         if process.poll() is None:
             process.kill()
         process.wait(timeout=10)
-
-
-def channel_log(process: Any) -> str:
-    return Path(process.log_path).read_text(errors="replace")
-
-
-def states(sql: psycopg.Connection[Any], account: str) -> list[str]:
-    rows = sql.execute(
-        "SELECT state FROM conveyor.customer_message WHERE account = %s ORDER BY id", (account,)
-    ).fetchall()
-    return [r[0] for r in rows]
-
-
-def message_ids(sql: psycopg.Connection[Any], account: str) -> list[int]:
-    rows = sql.execute(
-        "SELECT id FROM conveyor.customer_message WHERE account = %s ORDER BY id", (account,)
-    ).fetchall()
-    return [int(r[0]) for r in rows]
-
-
-__all__ = ["make_account", "with_smtp"]  # re-exported for the test modules
