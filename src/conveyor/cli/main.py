@@ -45,6 +45,7 @@ def _register() -> None:
         demo,
         health,
         jobs,
+        messages,
         metrics,
         operations,
         outbound,
@@ -73,6 +74,7 @@ def _register() -> None:
     cli.add_command(web.web)
     cli.add_command(metrics.metrics_command)
     cli.add_command(workflow.workflow_group)
+    cli.add_command(messages.messages)
 
 
 _register()
