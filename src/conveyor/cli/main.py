@@ -46,6 +46,7 @@ def _register() -> None:
         demo,
         health,
         jobs,
+        messages,
         metrics,
         operations,
         outbound,
@@ -75,6 +76,7 @@ def _register() -> None:
     cli.add_command(metrics.metrics_command)
     cli.add_command(workflow.workflow_group)
     cli.add_command(channel.channel_group)
+    cli.add_command(messages.messages)
 
 
 _register()
