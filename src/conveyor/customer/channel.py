@@ -26,9 +26,8 @@ from email.utils import formatdate
 from typing import Any, LiteralString
 
 from conveyor import db
-from conveyor.calls import acall, call
 from conveyor.customer import accounts as accounts_module
-from conveyor.customer import imap, mime, smtp
+from conveyor.customer import handlers, imap, mime, smtp, store
 from conveyor.customer.accounts import Account
 from conveyor.errors import Disabled, Refused
 from conveyor.handlers import Fail, JobContext, Registry, Retry, Snooze
@@ -44,29 +43,6 @@ SEND = "customer_message_send"
 FETCH_BATCH = 25
 DISABLED_PAUSE = 30.0
 
-CURSOR_SQL: LiteralString = (
-    "SELECT conveyor.fn_customer_mailbox_cursor(account => %s::text, mailbox => %s::text)"
-)
-INGEST_SQL: LiteralString = """
-    SELECT conveyor.fn_customer_message_ingest(
-        account => %s::text, mailbox => %s::text, uidvalidity => %s::bigint, uid => %s::bigint,
-        message_id => %s::text, received_at => %s::timestamptz, subject => %s::text,
-        from_address => %s::text, to_addresses => %s::text[], cc_addresses => %s::text[],
-        reply_to => %s::text, in_reply_to => %s::text, references_header => %s::text,
-        text_body => %s::text, html_body => %s::text, raw_size => %s::integer,
-        problems => %s::text[])
-"""
-ADVANCE_SQL: LiteralString = """
-    SELECT conveyor.fn_customer_mailbox_advance(account => %s::text, mailbox => %s::text,
-        uidvalidity => %s::bigint, last_uid => %s::bigint)
-"""
-BEGIN_SQL: LiteralString = (
-    "SELECT conveyor.fn_customer_send_begin(message_id => %s::bigint, job_id => %s::bigint)"
-)
-FINISH_SQL: LiteralString = """
-    SELECT conveyor.fn_customer_send_finish(send_id => %s::bigint, outcome => %s::text,
-        detail => %s::text)
-"""
 ACCOUNT_SQL: LiteralString = "SELECT account FROM conveyor.v_customer_message WHERE id = %s"
 
 _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
@@ -127,7 +103,7 @@ def inbound(context: JobContext) -> JsonObject:
     folder = str(context.payload.get("mailbox") or "INBOX")
     conn = context.conn
     try:
-        cursor = call(conn, CURSOR_SQL, (account.name, folder))
+        cursor = store.mailbox_cursor(conn, account.name, folder)
     except Disabled as refusal:
         raise Snooze(DISABLED_PAUSE) from refusal
     counts = {"fetched": 0, "created": 0, "duplicates": 0}
@@ -151,11 +127,8 @@ def inbound(context: JobContext) -> JsonObject:
     top = uids[-1] if uids else last
     changed = False
     if known != validity or top != last:
-        changed = bool(
-            call(conn, ADVANCE_SQL, (account.name, folder, validity, top)).get(
-                "uidvalidity_changed"
-            )
-        )
+        advanced = store.mailbox_advance(conn, account.name, folder, validity, top)
+        changed = bool(advanced.get("uidvalidity_changed"))
     if counts["fetched"] or changed:
         log.info(
             "channel %s/%s: %s fetched, %s new, %s duplicates%s",
@@ -185,14 +158,27 @@ def _ingest(
         max_bytes=settings.max_bytes,
         max_depth=settings.max_depth,
     )
-    params = (
-        account, folder, validity, fetched.uid, parsed.message_id, parsed.date, parsed.subject,
-        parsed.from_address, parsed.to_addresses, parsed.cc_addresses, parsed.reply_to,
-        parsed.in_reply_to, parsed.references, parsed.text_body, parsed.html_body,
-        min(parsed.raw_size, 2**31 - 1), parsed.problems,
-    )  # fmt: skip
+    mail = store.Inbound(
+        account=account,
+        mailbox=folder,
+        uidvalidity=validity,
+        uid=fetched.uid,
+        message_id=parsed.message_id,
+        received_at=parsed.date,
+        subject=parsed.subject,
+        from_address=parsed.from_address,
+        to_addresses=parsed.to_addresses,
+        cc_addresses=parsed.cc_addresses,
+        reply_to=parsed.reply_to,
+        in_reply_to=parsed.in_reply_to,
+        references_header=parsed.references,
+        text_body=parsed.text_body,
+        html_body=parsed.html_body,
+        raw_size=min(parsed.raw_size, 2**31 - 1),
+        problems=parsed.problems,
+    )
     try:
-        return call(conn, INGEST_SQL, params)
+        return store.ingest(conn, mail)
     except Disabled as refusal:
         raise Snooze(DISABLED_PAUSE) from refusal
 
@@ -210,7 +196,7 @@ async def send(context: JobContext) -> JsonObject:
     )
     try:
         try:
-            begin = await acall(conn, BEGIN_SQL, (message_id, context.job.job_id))
+            begin = await store.asend_begin(conn, message_id, context.job.job_id)
         except Disabled as refusal:
             raise Snooze(DISABLED_PAUSE) from refusal
         except Refused as refusal:  # committed nothing that needs SMTP: no connection opened
@@ -221,7 +207,7 @@ async def send(context: JobContext) -> JsonObject:
         recipients = [*begin.get("to", []), *(begin.get("cc") or [])]
         outcome = await smtp.send(account, message, recipients, timeout=settings.smtp_timeout)
         detail = redact(outcome.detail)
-        finish = await acall(conn, FINISH_SQL, (int(begin["send_id"]), outcome.state, detail))
+        finish = await store.asend_finish(conn, int(begin["send_id"]), outcome.state, detail)
     finally:
         await conn.close()
     result = {
@@ -272,15 +258,4 @@ def build(begin: JsonObject, account: Account) -> EmailMessage:
     return message
 
 
-def _register_defaults() -> None:
-    import importlib
-
-    try:  # p7-sql's classify and draft handlers
-        handlers = importlib.import_module("conveyor.customer.handlers")
-    except ImportError as error:  # pragma: no cover - only before the SQL side is merged
-        log.warning("conveyor.customer.handlers is missing (%s): no classify/draft", error)
-        return
-    handlers.register(registry)
-
-
-_register_defaults()
+handlers.register(registry)  # the default classify and draft (p7-sql's; with their hook)
