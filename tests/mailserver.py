@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import imaplib
 import os
 import shutil
 import signal
@@ -204,6 +205,7 @@ class MailServers:
     imap_port: int = 0
     lmtp_port: int = 0
     sinks: list[Sink] = field(default_factory=list)
+    _users_changed: int = 0
 
     @classmethod
     def start(cls) -> MailServers:
@@ -239,9 +241,25 @@ class MailServers:
 
     def add_user(self, name: str) -> str:
         """Another mailbox owner (same password); Dovecot rereads the users file when it changes."""
-        with (self.base / "users").open("a") as users:
-            users.write(f"{name}:{{PLAIN}}{self.password}\n")
-        return name
+        users = self.base / "users"
+        with users.open("a") as file:
+            file.write(f"{name}:{{PLAIN}}{self.password}\n")
+        # Dovecot rereads the file when its mtime changes: two additions within one mtime tick
+        # would leave the second user unknown, so move the mtime on and wait for the login.
+        self._users_changed += 1
+        stamp = time.time() + self._users_changed
+        os.utime(users, (stamp, stamp))
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=5) as client:
+                    client.login(name, self.password)
+                    client.logout()
+                return name
+            except (imaplib.IMAP4.error, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def sink(self, mode: str = "accept") -> Sink:
         """Start another SMTP sink (*mode* accept | drop | stall) on a free port."""
