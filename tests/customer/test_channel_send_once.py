@@ -107,3 +107,25 @@ def test_revoked_after_approval_opens_no_smtp_connection(
     assert states(sql, box.user) == ["awaiting_approval"]
     assert _send_rows(sql, message_id) == []
     assert box.sink.connections() == []  # not even a connection
+
+
+def test_an_unreachable_smtp_server_waits_without_dead_letters(
+    sql: Conn, box: Box, start_channel: Callable[..., Any], approve_required: Any
+) -> None:
+    approve_required(False)
+    env = box.env()
+    env["CONVEYOR_CHANNEL_SMTP_URL"] = f"smtp://{box.user}@127.0.0.1:1"
+    box.deliver(message("Is anyone there?"))
+    adapter = start_channel(env)
+
+    wait_until(lambda: "SMTP unreachable" in channel_log(adapter), timeout=60)
+    [message_id] = message_ids(sql, box.user)
+    assert _send_rows(sql, message_id) == ["not_sent"]
+    assert states(sql, box.user) == ["approved"]  # sendable again once the server is back
+    dead = sql.execute(
+        "SELECT count(*) FROM conveyor.job_dead_letter WHERE kind = 'customer_message_send'"
+    ).fetchone()
+    assert dead == (0,)
+    assert adapter.poll() is None
+    log = channel_log(adapter)
+    assert "Traceback" not in log and box.mail.password not in log

@@ -42,6 +42,7 @@ INBOUND = "customer_message_inbound"
 SEND = "customer_message_send"
 FETCH_BATCH = 25
 DISABLED_PAUSE = 30.0
+UNREACHABLE_PAUSE = 15.0
 
 ACCOUNT_SQL: LiteralString = "SELECT account FROM conveyor.v_customer_message WHERE id = %s"
 
@@ -217,9 +218,18 @@ async def send(context: JobContext) -> JsonObject:
         "state": finish.get("state"),
         "detail": detail,
     }
-    if outcome.state == "not_sent":
+    if outcome.state == "not_sent" and detail[:1].isdigit():  # the server refused: an attempt
         log.warning("channel: message %s not sent (%s); retrying", message_id, detail)
         raise Retry(f"not sent: {detail}")
+    if outcome.state == "not_sent":  # unreachable: wait for it without spending attempts
+        pause = min(UNREACHABLE_PAUSE * 2 ** min(context.job.attempts, 5), 600.0)
+        log.warning(
+            "channel: message %s not sent, SMTP unreachable (%s); trying again in %.0f s",
+            message_id,
+            detail,
+            pause,
+        )
+        raise Snooze(pause)
     if outcome.state == "unknown":
         log.warning(
             "channel: message %s: the SMTP outcome is unknown (%s); it waits for a person to "
