@@ -5,6 +5,7 @@ functions. Import the fixtures into a test module with ``from sqlsupport import 
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +13,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from conveyor.customer import handlers, store
+from conveyor.errors import Refused
+from conveyor.handlers import JobContext, Registry
 from conveyor.phases import runner
 
 Conn = psycopg.Connection[Any]
@@ -124,3 +128,24 @@ def message(conn: Conn, message_id: int) -> dict[str, Any]:
     value = row[0]
     assert isinstance(value, dict)
     return value
+
+
+# ------------------------------------------------------------------ a worker app for the flow
+
+# `conveyor worker --app customer.sqlsupport:registry`: phase 7's default classify and draft
+# handlers plus a send handler that runs the send protocol (begin committed on its own, then
+# finish) with no SMTP server: the delivery itself is p7-mail's (conveyor.customer.channel).
+registry = Registry()
+handlers.register(registry)
+
+
+@registry.handler("customer_message_send")
+def _send(context: JobContext) -> dict[str, Any]:
+    message_id = int(context.payload["message_id"])
+    with psycopg.connect(os.environ["CONVEYOR_DATABASE_URL"], autocommit=True) as conn:
+        try:
+            begun = store.send_begin(conn, message_id, context.job.job_id)
+        except Refused as refusal:
+            return {"message_id": message_id, "outcome": refusal.reason}
+        store.send_finish(conn, int(begun["send_id"]), "sent", "250 2.0.0 accepted (no SMTP)")
+    return {"message_id": message_id, "outcome": "sent", "send_id": begun["send_id"]}

@@ -173,6 +173,8 @@ BREAKS: tuple[tuple[int, str], ...] = (
     (3, "DROP TRIGGER iu_outbound_worker_heartbeat_trg ON conveyor.iu_outbound_worker"),
     (4, "DROP FUNCTION conveyor.fn_consumer_dispatch(integer)"),
     (4, "DROP FUNCTION conveyor.fn_job_unsubscribe(text, text)"),
+    (7, "DROP FUNCTION conveyor.fn_customer_send_begin(bigint, bigint)"),
+    (7, "DROP TRIGGER job_queue_customer_approve_released_trg ON conveyor.job_queue"),
 )
 
 

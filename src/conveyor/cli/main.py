@@ -40,11 +40,13 @@ def cli(ctx: click.Context, database_url: str | None, data_dir: Path | None, ver
 
 def _register() -> None:
     from conveyor.cli import (
+        channel,
         config,
         database,
         demo,
         health,
         jobs,
+        messages,
         metrics,
         operations,
         outbound,
@@ -73,6 +75,8 @@ def _register() -> None:
     cli.add_command(web.web)
     cli.add_command(metrics.metrics_command)
     cli.add_command(workflow.workflow_group)
+    cli.add_command(channel.channel_group)
+    cli.add_command(messages.messages)
 
 
 _register()
