@@ -59,7 +59,7 @@ class Inflight:
             entry.lease_lost = True
         else:
             entry.cancel_requested = True
-        entry.context._cancelled.set()
+        entry.context._cancel()
         return entry
 
     def tasks(self) -> list[asyncio.Task[None]]:

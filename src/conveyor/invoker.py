@@ -55,7 +55,7 @@ class Invoker:
         try:
             return await loop.run_in_executor(self._threads, handler.func, context)
         except asyncio.CancelledError:
-            context._cancelled.set()  # the thread cannot be killed: ask it to stop
+            context._cancel()  # the thread cannot be killed: ask it to stop
             raise
 
     async def _run_transactional(self, handler: Handler, context: JobContext) -> Any:
@@ -83,7 +83,7 @@ class Invoker:
         try:
             return await loop.run_in_executor(self._threads, run_in_thread)
         except asyncio.CancelledError:
-            context._cancelled.set()
+            context._cancel()
             raise
 
     async def _get_async_pool(self) -> AsyncConnectionPool:

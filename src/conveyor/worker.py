@@ -2,7 +2,7 @@
 loop, and completes or fails each attempt with its lease token. Rules (order, backoff, fencing)
 stay in SQL; this module only schedules calls.
 
-Its parts: the claim loop and the lifecycle (here), running a handler (invoker.py), recording
+Its parts: the lifecycle (here), the claims (claimer.py), running a handler (invoker.py), recording
 what became of an attempt (outcomes.py, with the batching completer.py), and lease renewal
 with the heartbeat on their own thread (lease.py), which shares the running jobs with the loop
 (inflight.py).
@@ -11,23 +11,21 @@ with the heartbeat on their own thread (lease.py), which shares the running jobs
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
 import socket
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
 import psycopg
 
-from conveyor import db, jobs, tick
-from conveyor.calls import Statement, acall, answer_or_raise
-from conveyor.errors import ConfigError, ConveyorError, Disabled, LeaseLost, Refused
+from conveyor import db, tick
+from conveyor.calls import Statement, acall
+from conveyor.claimer import Claimer
+from conveyor.errors import ConfigError, ConveyorError, LeaseLost
 from conveyor.handlers import Fail, Handler, JobContext, Registry, Retry, Snooze
 from conveyor.heartbeat import Heartbeat, process_metadata
 from conveyor.inflight import Inflight, RunningJob
@@ -88,11 +86,21 @@ class Worker:
         self.stats = WorkerStats()
         self._inflight = Inflight()
         self._stopping = asyncio.Event()
-        self._wakeup = asyncio.Event()  # set by the NOTIFY bridge (phase 3) or a freed slot
-        self._outcomes = Outcomes(self._call, self.stats)
-        self._outcomes.completer.send = self._complete_then_claim
-        self._claiming = asyncio.Lock()  # one claim at a time: slots are counted before it
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._claimer = Claimer(
+            self.name,
+            self.config,
+            self.registry.kinds,
+            self._inflight,
+            self.stats,
+            self._stopping,
+            self._start,
+            self._call,
+            self._connection,
+            self._reconnect_if_broken,
+        )
+        self._outcomes = Outcomes(self._call, self.stats)
+        self._outcomes.completer.send = self._claimer.complete_then_claim
         self._reconnecting = asyncio.Lock()  # many jobs may notice one broken connection at once
         self._invoker = Invoker(url, self.name, self.config.concurrency)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -108,7 +116,7 @@ class Worker:
 
     async def run(self) -> WorkerStats:
         """Claim and run jobs until `stop()`; then drain gracefully and return the counters."""
-        self._loop = asyncio.get_running_loop()
+        self._loop = self._claimer.loop = asyncio.get_running_loop()
         self._conn = await self._connect()
         applied = await self._check_phases()
         beat = None
@@ -129,7 +137,7 @@ class Worker:
             beat,
         )
         keeper.start()
-        self._keeper = keeper
+        self._keeper = self._claimer.keeper = keeper
         listener: asyncio.Task[None] | None = None
         if 3 in applied:  # the NOTIFY bridge exists from phase 3 on (it may still be switched off)
             self.listener = Listener(self.url, self.name, self.wake, take_turns=True)
@@ -146,7 +154,7 @@ class Worker:
             self.config.concurrency,
         )
         try:
-            await self._claim_loop()
+            await self._claimer.run()
             await self._drain()
         finally:
             summary.cancel()
@@ -175,7 +183,7 @@ class Worker:
                     os._exit(128 + signum)
                 log.warning("signal %s: draining (send again to exit at once)", signum)
                 self._stopping.set()
-                self._wakeup.set()
+                self._claimer.wakeup.set()
 
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, on_signal, signum)
@@ -211,137 +219,11 @@ class Worker:
         row = await cursor.fetchone()
         return row is not None and row[0] is not None
 
-    # ------------------------------------------------------------------ claiming
-
-    async def _claim_loop(self) -> None:
-        backoff = 0.5
-        disabled_logged = False
-        while not self._stopping.is_set():
-            size = self._claim_size()
-            if size <= 0:
-                await self._wait(self.config.poll_interval)
-                continue
-            try:
-                async with self._claiming:
-                    size = self._claim_size()  # a completion may have claimed meanwhile
-                    claimed = await self._claim(size) if size > 0 else 0
-                backoff = 0.5
-                disabled_logged = False
-            except Disabled as refusal:
-                if not disabled_logged:
-                    log.warning(
-                        "worker %s: claims refused (%s); waiting", self.name, refusal.reason
-                    )
-                    disabled_logged = True
-                await self._wait(max(self.config.poll_interval, 1.0))
-                continue
-            except (
-                psycopg.OperationalError,
-                psycopg.errors.QueryCanceled,
-                psycopg.errors.LockNotAvailable,
-                psycopg.errors.ReadOnlySqlTransaction,
-            ) as error:
-                log.warning(
-                    "worker %s: claim failed (%s); retrying in %.1f s",
-                    self.name,
-                    type(error).__name__,
-                    backoff,
-                )
-                await self._wait(backoff)
-                backoff = min(backoff * 2, 10.0)
-                await self._reconnect_if_broken()
-                continue
-            if claimed < size:
-                await self._wait(self.config.poll_interval)
-
-    def _claim_size(self, freed: int = 0) -> int:
-        """How many jobs to claim now: the free slots (counting *freed* ones), at most a batch."""
-        free = self.config.concurrency - len(self._inflight) + freed
-        return min(free, self.config.batch or free)
-
-    def _claim_statement(
-        self, size: int, after: Sequence[tuple[int, UUID]] | None = None
-    ) -> Statement:
-        return jobs.claim_statement(
-            self.name,
-            queues=self.config.queues,
-            kinds=self.registry.kinds,
-            batch=size,
-            lease_seconds=self.config.lease_seconds,
-            executor=self.config.executor,
-            after=after,
-        )
-
-    async def _claim(self, size: int) -> int:
-        """Claim up to *size* jobs and start them (under ``_claiming``); how many came."""
-        assert self._conn is not None
-        sent = time.monotonic()  # the leases began after this instant
-        answer = await acall(self._conn, *self._claim_statement(size))
-        return self._take(jobs.parse_claim(answer), sent)
-
-    def _take(self, claimed: list[ClaimedJob], sent: float) -> int:
-        self.stats.claimed += len(claimed)
-        for job in claimed:
-            self._start(job, _lease(job, sent))
-        if claimed:
-            self._wake_keeper(min(job.lease_seconds or 3.0 for job in claimed))
-        return len(claimed)
-
-    async def _complete_then_claim(self, pairs: Sequence[tuple[int, UUID]]) -> JsonObject:
-        """The completer's batch; claims the slots it frees in the same call (one round trip).
-
-        Only when the claim loop would claim them at once: not while it is claiming itself, not
-        once stopping. A claim that fails (not the connection) falls back to completing alone;
-        the claim loop meets the claim's trouble on its own next call.
-        """
-        size = (
-            0
-            if self._stopping.is_set() or self._claiming.locked()
-            else self._claim_size(len(pairs))
-        )
-        if size <= 0:
-            return await self._call(jobs.complete_many_statement(pairs))
-        async with self._claiming:
-            sent = time.monotonic()
-            try:
-                answer = await self._call(self._claim_statement(size, after=pairs))
-            except (psycopg.OperationalError, Refused):
-                raise
-            except (psycopg.Error, ConveyorError):
-                return await self._call(jobs.complete_many_statement(pairs))
-            completion, claim = jobs.split_answer(answer)
-            with contextlib.suppress(Refused):  # the completion answers the same refusal
-                self._take(jobs.parse_claim(answer_or_raise(claim)), sent)
-        return answer_or_raise(completion)
-
-    def _wake_keeper(self, shortest: float) -> None:
-        """Have the lease thread look at new leases now, if its next round could be too late.
-
-        The keeper renews a lease once half of it is left and looks every sixth of the shortest
-        lease it knows: new leases no shorter than that are seen in time without a wake-up. Waking
-        it after every claim cost a thread switch per batch (the GIL handed to and fro on a busy
-        machine: ~2 ms a claim, bench/results/perf2-*.md).
-        """
-        if self._keeper is not None and shortest / 6 < self._keeper.interval:
-            self._keeper.wake()
-
-    async def _wait(self, seconds: float) -> None:
-        """Sleep until *seconds* pass, a wake-up arrives, or the worker stops."""
-        self._wakeup.clear()
-        waits = [
-            asyncio.ensure_future(self._wakeup.wait()),
-            asyncio.ensure_future(self._stopping.wait()),
-        ]
-        try:
-            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waits:
-                waiter.cancel()
+    # ------------------------------------------------------------------ claiming (claimer.py)
 
     def wake(self) -> None:
         """Make the claim loop look for work now (thread-safe; used by the NOTIFY bridge)."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wakeup.set)
+        self._claimer.wake()
 
     async def _reconnect_if_broken(self) -> None:
         async with self._reconnecting:  # one new connection, not one per waiting job
@@ -398,7 +280,7 @@ class Worker:
             )
         finally:
             self._inflight.remove(job.job_id)
-            self._wakeup.set()
+            self._claimer.wakeup.set()
 
     async def _invoke(self, handler: Handler, entry: RunningJob) -> Any:
         if entry.lease_lost or entry.cancel_requested:
@@ -416,6 +298,10 @@ class Worker:
             await self._outcomes.cancelled(job)
         else:  # shutdown: give the job back without spending the attempt
             await self._outcomes.released(job)
+
+    def _connection(self) -> psycopg.AsyncConnection[Any]:
+        assert self._conn is not None
+        return self._conn
 
     async def _call(self, statement: Statement) -> JsonObject:
         """Run an outcome call, reconnecting once if the connection broke meanwhile."""
@@ -438,7 +324,9 @@ class Worker:
             entry.handler.cancel()
 
     async def _drain(self) -> None:
-        async with self._claiming:  # a claim sent with completions before the stop lands first
+        async with (
+            self._claimer.claiming
+        ):  # a claim sent with completions before the stop lands first
             tasks = self._inflight.tasks()
         if tasks:
             log.info(
@@ -470,9 +358,3 @@ class Worker:
                 len(self._inflight),
             )
             last, done_before = now, done
-
-
-def _lease(job: ClaimedJob, sent: float) -> Lease:
-    """The job's lease in local time, counted from *sent* (before the claim: never later)."""
-    seconds = job.lease_seconds or 3.0  # an answer without claimed_at: assume the shortest
-    return Lease(job.job_id, job.lease_token, seconds, sent + seconds)
