@@ -68,4 +68,4 @@ $$;
 REVOKE ALL ON FUNCTION conveyor.fn_customer_mailbox_advance(text, text, bigint, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION conveyor.fn_customer_mailbox_advance(text, text, bigint, bigint) TO conveyor_worker, conveyor_pii, conveyor_admin;
 COMMENT ON FUNCTION conveyor.fn_customer_mailbox_advance(text, text, bigint, bigint) IS
-    'Move the IMAP cursor of (account, mailbox) after ingesting up to last_uid (forward only; a changed UIDVALIDITY resets it and emits customer.mailbox_uidvalidity_changed). → {"ok":true,"uidvalidity_changed":bool}. Refuses customer_channel_disabled while customer.channel.enabled is false';
+    'Move the IMAP cursor of (account, mailbox) after ingesting up to last_uid (forward only; a changed UIDVALIDITY resets it and emits customer.mailbox_uidvalidity_changed). → {"ok":true,"uidvalidity_changed":bool}. Refuses customer_channel_disabled while customer.channel.enabled is false. Example: SELECT conveyor.fn_customer_mailbox_advance(''support'', ''INBOX'', uidvalidity => 1700000000, last_uid => 42);';

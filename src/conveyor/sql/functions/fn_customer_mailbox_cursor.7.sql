@@ -28,4 +28,4 @@ $$;
 REVOKE ALL ON FUNCTION conveyor.fn_customer_mailbox_cursor(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION conveyor.fn_customer_mailbox_cursor(text, text) TO conveyor_worker, conveyor_pii, conveyor_admin;
 COMMENT ON FUNCTION conveyor.fn_customer_mailbox_cursor(text, text) IS
-    'The IMAP cursor of (account, mailbox): → {"uidvalidity": N|null, "last_uid": N, "polled_at"}. Refuses customer_channel_disabled while customer.channel.enabled is false';
+    'The IMAP cursor of (account, mailbox): → {"uidvalidity": N|null, "last_uid": N, "polled_at"}. Refuses customer_channel_disabled while customer.channel.enabled is false. Example: SELECT conveyor.fn_customer_mailbox_cursor(''support'', ''INBOX'');';

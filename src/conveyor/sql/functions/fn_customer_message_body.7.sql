@@ -36,4 +36,4 @@ $$;
 REVOKE ALL ON FUNCTION conveyor.fn_customer_message_body(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION conveyor.fn_customer_message_body(bigint) TO conveyor_pii;
 COMMENT ON FUNCTION conveyor.fn_customer_message_body(bigint) IS
-    'PII out: a message''s subject, addresses, bodies and draft. → {"ok":true,"message_id","state","subject","from","to","cc","text","html","draft_subject","draft_to","draft_text",...}; unknown → not_found. Refuses customer_channel_disabled while customer.channel.enabled is false. EXECUTE: conveyor_pii';
+    'PII out: a message''s subject, addresses, bodies and draft. → {"ok":true,"message_id","state","subject","from","to","cc","text","html","draft_subject","draft_to","draft_text",...}; unknown → not_found. Refuses customer_channel_disabled while customer.channel.enabled is false. EXECUTE: conveyor_pii. Example: SELECT conveyor.fn_customer_message_body(42);';

@@ -46,4 +46,4 @@ $$;
 REVOKE ALL ON FUNCTION conveyor.fn_customer_message_classify(bigint, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION conveyor.fn_customer_message_classify(bigint, text, text) TO conveyor_worker, conveyor_pii, conveyor_admin;
 COMMENT ON FUNCTION conveyor.fn_customer_message_classify(bigint, text, text) IS
-    'Record a message''s classification (a label, no content): received|classified → classified. → {"ok":true,"message_id","state","classification"}; past classification → {"refused":true,"reason":"wrong_state","state"}; unknown → not_found. Refuses customer_channel_disabled while customer.channel.enabled is false';
+    'Record a message''s classification (a label, no content): received|classified → classified. → {"ok":true,"message_id","state","classification"}; past classification → {"refused":true,"reason":"wrong_state","state"}; unknown → not_found. Refuses customer_channel_disabled while customer.channel.enabled is false. Example: SELECT conveyor.fn_customer_message_classify(42, ''billing'', actor => ''rules'');';

@@ -50,4 +50,4 @@ $$;
 REVOKE ALL ON FUNCTION conveyor.fn_customer_message_reject(bigint, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION conveyor.fn_customer_message_reject(bigint, text, text) TO conveyor_admin;
 COMMENT ON FUNCTION conveyor.fn_customer_message_reject(bigint, text, text) IS
-    'Operator: no reply for this message; voids any approval and cancels its workflow (the reason is kept with the PII). → {"ok":true,"message_id","state":"rejected"}; sending/sent/reconcile/rejected → wrong_state; unknown → not_found. Refuses customer_channel_disabled while customer.channel.enabled is false';
+    'Operator: no reply for this message; voids any approval and cancels its workflow (the reason is kept with the PII). → {"ok":true,"message_id","state":"rejected"}; sending/sent/reconcile/rejected → wrong_state; unknown → not_found. Refuses customer_channel_disabled while customer.channel.enabled is false. Example: SELECT conveyor.fn_customer_message_reject(42, actor => ''alice'', reason => ''spam'');';

@@ -41,4 +41,4 @@ $$;
 REVOKE ALL ON FUNCTION conveyor.fn_customer_message_revoke(bigint, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION conveyor.fn_customer_message_revoke(bigint, text) TO conveyor_admin;
 COMMENT ON FUNCTION conveyor.fn_customer_message_revoke(bigint, text) IS
-    'Operator: withdraw the approval of a message not yet sending (it awaits approval again; a released send job gets approval_void). → {"ok":true,"message_id","state":"awaiting_approval"}; not approved → {"refused":true,"reason":"not_approved","state"}; unknown → not_found. Refuses customer_channel_disabled while customer.channel.enabled is false';
+    'Operator: withdraw the approval of a message not yet sending (it awaits approval again; a released send job gets approval_void). → {"ok":true,"message_id","state":"awaiting_approval"}; not approved → {"refused":true,"reason":"not_approved","state"}; unknown → not_found. Refuses customer_channel_disabled while customer.channel.enabled is false. Example: SELECT conveyor.fn_customer_message_revoke(42, actor => ''alice'');';

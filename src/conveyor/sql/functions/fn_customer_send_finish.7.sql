@@ -61,4 +61,4 @@ $$;
 REVOKE ALL ON FUNCTION conveyor.fn_customer_send_finish(bigint, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION conveyor.fn_customer_send_finish(bigint, text, text) TO conveyor_worker, conveyor_pii, conveyor_admin;
 COMMENT ON FUNCTION conveyor.fn_customer_send_finish(bigint, text, text) IS
-    'The outcome of a begun send: sent | not_sent (before DATA: the message is approved again, the job may retry) | unknown (after DATA started: reconcile). → {"ok":true,"send_id","message_id","state"}; a send not sending → {"refused":true,"reason":"not_sending","state"}; unknown send → not_found. Refuses customer_channel_disabled while customer.channel.enabled is false';
+    'The outcome of a begun send: sent | not_sent (before DATA: the message is approved again, the job may retry) | unknown (after DATA started: reconcile). → {"ok":true,"send_id","message_id","state"}; a send not sending → {"refused":true,"reason":"not_sending","state"}; unknown send → not_found. Refuses customer_channel_disabled while customer.channel.enabled is false. Example: SELECT conveyor.fn_customer_send_finish(7, ''sent'', detail => ''250 2.0.0 queued'');';
