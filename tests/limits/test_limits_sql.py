@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from conveyor import jobs
 from helpers import scalar, set_flag
 
 Conn = psycopg.Connection[Any]
@@ -197,7 +198,7 @@ def test_v_job_limits_shows_the_cap_and_the_jobs_in_progress(sql: Conn, queue: s
 )
 def test_bad_input_is_an_error_naming_the_argument(sql: Conn, call: str, message: str) -> None:
     with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
-        sql.execute(f"SELECT {call}")  # type: ignore[arg-type]
+        sql.execute(f"SELECT {call}")
 
 
 def test_enqueue_stores_the_concurrency_key(sql: Conn, queue: str) -> None:
@@ -209,3 +210,13 @@ def test_enqueue_stores_the_concurrency_key(sql: Conn, queue: str) -> None:
 
     key = scalar(sql, "SELECT concurrency_key FROM job_queue WHERE id = %s", (answer["job_id"],))
     assert key == "tenant-1"
+
+
+def test_the_python_client_enqueues_with_a_concurrency_key(sql: Conn, queue: str) -> None:
+    job_id = jobs.enqueue(sql, "test.noop", queue=queue, concurrency_key="tenant-2")
+    plain = jobs.enqueue(sql, "test.noop", queue=queue)
+
+    keys = sql.execute(
+        "SELECT concurrency_key FROM job_queue WHERE id IN (%s, %s) ORDER BY id", (job_id, plain)
+    ).fetchall()
+    assert keys == [("tenant-2",), (None,)]

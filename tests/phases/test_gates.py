@@ -173,6 +173,8 @@ BREAKS: tuple[tuple[int, str], ...] = (
     (3, "DROP TRIGGER iu_outbound_worker_heartbeat_trg ON conveyor.iu_outbound_worker"),
     (4, "DROP FUNCTION conveyor.fn_consumer_dispatch(integer)"),
     (4, "DROP FUNCTION conveyor.fn_job_unsubscribe(text, text)"),
+    (8, "DROP INDEX conveyor.job_queue_key_idx"),
+    (8, "DROP FUNCTION conveyor.fn_job_key_limit(text, text, integer, integer, numeric)"),
 )
 
 
