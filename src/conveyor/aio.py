@@ -61,6 +61,7 @@ async def enqueue(
     run_at: datetime | None = None,
     idempotency_key: str | None = None,
     max_attempts: int | None = None,
+    concurrency_key: str | None = None,
 ) -> int:
     """Enqueue one job inside the caller's transaction; return its id (see `jobs.enqueue`)."""
     statement = sync_jobs.enqueue_statement(
@@ -71,6 +72,7 @@ async def enqueue(
         run_at=run_at,
         idempotency_key=idempotency_key,
         max_attempts=max_attempts,
+        concurrency_key=concurrency_key,
     )
     return int((await acall(conn, *statement))["job_id"])
 

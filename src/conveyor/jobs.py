@@ -68,6 +68,21 @@ ENQUEUE_SQL: LiteralString = """
     )
 """
 
+# With a concurrency_key (phase 8's fn_job_enqueue): sent only when one is given, so enqueue
+# keeps working on a database without phase 8.
+ENQUEUE_KEYED_SQL: LiteralString = """
+    SELECT conveyor.fn_job_enqueue(
+        kind => %s::text,
+        payload => %s::jsonb,
+        queue => %s::text,
+        priority => %s::integer,
+        run_at => %s::timestamptz,
+        idempotency_key => %s::text,
+        max_attempts => %s::integer,
+        concurrency_key => %s::text
+    )
+"""
+
 
 @tracing.traced_enqueue
 def enqueue(
@@ -80,12 +95,14 @@ def enqueue(
     run_at: datetime | None = None,
     idempotency_key: str | None = None,
     max_attempts: int | None = None,
+    concurrency_key: str | None = None,
 ) -> int:
     """Enqueue one job on *conn*, inside the caller's transaction; return its id.
 
     Wraps ``fn_job_enqueue``. With an *idempotency_key* that matches a live job, returns that
-    job's id instead. Raises Disabled while ``queue.job_substrate.enabled`` is false and
-    InvalidInput for a bad argument.
+    job's id instead. A *concurrency_key* (phase 8) is the key of per-key limits and fairness.
+    Raises Disabled while ``queue.job_substrate.enabled`` is false and InvalidInput for a bad
+    argument.
     """
     statement = enqueue_statement(
         kind,
@@ -95,6 +112,7 @@ def enqueue(
         run_at=run_at,
         idempotency_key=idempotency_key,
         max_attempts=max_attempts,
+        concurrency_key=concurrency_key,
     )
     return int(call(conn, *statement)["job_id"])
 
@@ -108,12 +126,13 @@ def enqueue_statement(
     run_at: datetime | None = None,
     idempotency_key: str | None = None,
     max_attempts: int | None = None,
+    concurrency_key: str | None = None,
 ) -> Statement:
     """``fn_job_enqueue`` with these arguments (shared by the sync and the asyncio client)."""
-    return Statement(
-        ENQUEUE_SQL,
-        (kind, Jsonb(payload or {}), queue, priority, run_at, idempotency_key, max_attempts),
-    )
+    arguments = (kind, Jsonb(payload or {}), queue, priority, run_at, idempotency_key, max_attempts)
+    if concurrency_key is not None:
+        return Statement(ENQUEUE_KEYED_SQL, (*arguments, concurrency_key))
+    return Statement(ENQUEUE_SQL, arguments)
 
 
 ENQUEUE_MANY_SQL: LiteralString = """

@@ -175,6 +175,8 @@ BREAKS: tuple[tuple[int, str], ...] = (
     (4, "DROP FUNCTION conveyor.fn_job_unsubscribe(text, text)"),
     (7, "DROP FUNCTION conveyor.fn_customer_send_begin(bigint, bigint)"),
     (7, "DROP TRIGGER job_queue_customer_approve_released_trg ON conveyor.job_queue"),
+    (8, "DROP INDEX conveyor.job_queue_key_idx"),
+    (8, "DROP FUNCTION conveyor.fn_job_key_limit(text, text, integer, integer, numeric)"),
 )
 
 

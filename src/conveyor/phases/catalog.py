@@ -1,4 +1,4 @@
-"""The catalog of phases 0–7 (DESIGN.md): numbers, names, dependencies, flags, SQL files."""
+"""The catalog of phases 0–8 (DESIGN.md; 8 is its Limits section): numbers, names, flags, files."""
 
 from __future__ import annotations
 
@@ -69,6 +69,7 @@ PHASES: tuple[Phase, ...] = (
         (6,),
         ("customer.channel.enabled", "customer.approve_required"),
     ),
+    Phase(8, "limits", "concurrency and rate limits", (4,), ("queue.limits.enabled",)),
 )
 
 

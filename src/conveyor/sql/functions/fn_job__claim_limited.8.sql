@@ -1,0 +1,197 @@
+-- fn_job__claim_limited: private helper of fn_job__claim_rows (phase 8): pick and lock up to
+-- batch ready jobs of one queue that has a job_queue_limit row, within its limits, and return
+-- their ids (the caller's UPDATE leases them in the same transaction). The queue's limit row is
+-- locked FOR UPDATE first, so limited claims of one queue run one after the other until their
+-- transactions commit: the in-progress count each one reads includes every earlier claim, and
+-- no number of workers can overrun a cap. In progress means status in_progress: a job whose
+-- lease expired keeps its slot until fn_job_lease_reaper requeues it.
+--   allowance = least(batch, max_in_progress − in progress, queue tokens)
+--   per key   = least(allowance, key cap − key in progress, key tokens); the key cap is the
+--               key's job_key_limit row or the queue's key_max_in_progress (every key)
+-- Fairness: keys with backlog are taken in turn, round robin from the queue's cursor_key (the
+-- last key served): the rows are ranked within their key and taken rank by rank, so one claim
+-- takes at most one job per key before it takes a second from any. At most 4 × allowance + 16
+-- keys are looked at per claim (a loose index scan of job_queue_key_idx), so a claim costs
+-- O(allowance), not O(keys) or O(backlog). Jobs without a key form one more group, found in the
+-- first 4 × allowance + 16 ready rows of the claim index.
+CREATE OR REPLACE FUNCTION conveyor.fn_job__claim_limited(
+    queue         text,
+    kinds         text[],
+    batch         integer,
+    kind_exact    text[],
+    kind_prefixes text[]
+) RETURNS bigint[]
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, conveyor, pg_temp
+AS $$
+DECLARE
+    v_limit   job_queue_limit%ROWTYPE;
+    v_now     timestamptz;
+    v_tokens  numeric;
+    v_allow   integer := fn_job__claim_limited.batch;
+    v_running bigint;
+    v_window  integer;
+    v_keys    text[];
+    v_picked  bigint[];
+    v_ids     bigint[];
+    v_last    text;
+BEGIN
+    SELECT l.* INTO v_limit
+      FROM job_queue_limit AS l
+     WHERE l.queue = fn_job__claim_limited.queue
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;  -- the limit went away meanwhile: the caller claims the queue unlimited
+    END IF;
+    v_now := clock_timestamp();  -- after the lock: the previous holder's tokens are spent
+
+    v_tokens := fn_job__limit_tokens(v_limit.tokens, v_limit.refilled_at, v_limit.rate,
+                                     v_limit.per_seconds, v_now);
+    IF v_tokens IS NOT NULL THEN
+        v_allow := least(v_allow, floor(v_tokens)::integer);
+    END IF;
+    IF v_limit.max_in_progress IS NOT NULL AND v_allow > 0 THEN
+        SELECT count(*) INTO v_running
+          FROM job_queue AS jq
+         WHERE jq.status = 'in_progress' AND jq.queue = fn_job__claim_limited.queue;
+        v_allow := least(v_allow, greatest(v_limit.max_in_progress - v_running, 0)::integer);
+    END IF;
+    IF v_allow <= 0 THEN
+        RETURN '{}';
+    END IF;
+    v_window := 4 * v_allow + 16;
+
+    -- Keys with queued rows, in key order after the cursor, then from the start up to it.
+    v_keys := ARRAY(
+        WITH RECURSIVE k(key) AS (
+            (SELECT jq.concurrency_key
+               FROM job_queue AS jq
+              WHERE jq.status = 'queued' AND jq.queue = fn_job__claim_limited.queue
+                AND jq.concurrency_key IS NOT NULL
+                AND jq.concurrency_key > coalesce(v_limit.cursor_key, '')
+              ORDER BY jq.concurrency_key
+              LIMIT 1)
+            UNION ALL
+            SELECT (SELECT jq.concurrency_key
+                      FROM job_queue AS jq
+                     WHERE jq.status = 'queued' AND jq.queue = fn_job__claim_limited.queue
+                       AND jq.concurrency_key IS NOT NULL AND jq.concurrency_key > k.key
+                     ORDER BY jq.concurrency_key
+                     LIMIT 1)
+              FROM k
+             WHERE k.key IS NOT NULL
+        )
+        SELECT k.key FROM k WHERE k.key IS NOT NULL LIMIT v_window);
+    IF v_limit.cursor_key IS NOT NULL AND cardinality(v_keys) < v_window THEN
+        v_keys := v_keys || ARRAY(
+            WITH RECURSIVE k(key) AS (
+                (SELECT jq.concurrency_key
+                   FROM job_queue AS jq
+                  WHERE jq.status = 'queued' AND jq.queue = fn_job__claim_limited.queue
+                    AND jq.concurrency_key IS NOT NULL
+                  ORDER BY jq.concurrency_key
+                  LIMIT 1)
+                UNION ALL
+                SELECT (SELECT jq.concurrency_key
+                          FROM job_queue AS jq
+                         WHERE jq.status = 'queued' AND jq.queue = fn_job__claim_limited.queue
+                           AND jq.concurrency_key IS NOT NULL AND jq.concurrency_key > k.key
+                         ORDER BY jq.concurrency_key
+                         LIMIT 1)
+                  FROM k
+                 WHERE k.key IS NOT NULL AND k.key < v_limit.cursor_key
+            )
+            SELECT k.key FROM k WHERE k.key <= v_limit.cursor_key
+             LIMIT v_window - cardinality(v_keys));
+    END IF;
+
+    WITH keys AS (
+        SELECT u.key, u.ord FROM unnest(v_keys) WITH ORDINALITY AS u(key, ord)
+    ), running AS (
+        SELECT jq.concurrency_key AS key, count(*) AS n
+          FROM job_queue AS jq
+         WHERE jq.status = 'in_progress' AND jq.queue = fn_job__claim_limited.queue
+           AND jq.concurrency_key = ANY (v_keys)
+         GROUP BY jq.concurrency_key
+    ), allowed AS (
+        SELECT k.key, k.ord,
+               least(v_allow,
+                     coalesce(kl.max_in_progress, v_limit.key_max_in_progress) - coalesce(r.n, 0),
+                     floor(fn_job__limit_tokens(kl.tokens, kl.refilled_at, kl.rate,
+                                                kl.per_seconds, v_now)))::integer AS n
+          FROM keys AS k
+          LEFT JOIN job_key_limit AS kl
+                 ON kl.queue = fn_job__claim_limited.queue AND kl.concurrency_key = k.key
+          LEFT JOIN running AS r ON r.key = k.key
+    ), candidates AS (
+        SELECT c.id, c.key, c.rank, a.ord
+          FROM allowed AS a
+         CROSS JOIN LATERAL (
+                SELECT w.id, w.key,
+                       row_number() OVER (ORDER BY w.priority DESC, w.run_at, w.id) AS rank
+                  FROM (SELECT jq.id, jq.concurrency_key AS key, jq.priority, jq.run_at
+                          FROM job_queue AS jq
+                         WHERE jq.status = 'queued'
+                           AND jq.queue = fn_job__claim_limited.queue
+                           AND jq.concurrency_key = a.key
+                           AND jq.run_at <= now()
+                           AND (fn_job__claim_limited.kinds IS NULL
+                                OR jq.kind = ANY (fn_job__claim_limited.kinds))
+                           AND (fn_job__claim_limited.kind_exact IS NULL
+                                OR jq.kind = ANY (fn_job__claim_limited.kind_exact)
+                                OR EXISTS (SELECT 1 FROM unnest(fn_job__claim_limited.kind_prefixes) AS sp(prefix)
+                                            WHERE starts_with(jq.kind, sp.prefix)))
+                         ORDER BY jq.priority DESC, jq.run_at, jq.id
+                         LIMIT greatest(a.n, 0)) AS w
+               ) AS c
+        UNION ALL
+        SELECT w.id, NULL, row_number() OVER (ORDER BY w.priority DESC, w.run_at, w.id), 0
+          FROM (SELECT jq.id, jq.priority, jq.run_at, jq.concurrency_key
+                  FROM job_queue AS jq
+                 WHERE jq.status = 'queued'
+                   AND jq.queue = fn_job__claim_limited.queue
+                   AND jq.run_at <= now()
+                   AND (fn_job__claim_limited.kinds IS NULL
+                        OR jq.kind = ANY (fn_job__claim_limited.kinds))
+                   AND (fn_job__claim_limited.kind_exact IS NULL
+                        OR jq.kind = ANY (fn_job__claim_limited.kind_exact)
+                        OR EXISTS (SELECT 1 FROM unnest(fn_job__claim_limited.kind_prefixes) AS sp(prefix)
+                                    WHERE starts_with(jq.kind, sp.prefix)))
+                 ORDER BY jq.priority DESC, jq.run_at, jq.id
+                 LIMIT v_window) AS w
+         WHERE w.concurrency_key IS NULL
+    )
+    SELECT array_agg(t.id ORDER BY t.rank, t.ord), (array_agg(t.key ORDER BY t.rank DESC, t.ord DESC))[1]
+      INTO v_picked, v_last
+      FROM (SELECT c.id, c.key, c.rank, c.ord FROM candidates AS c ORDER BY c.rank, c.ord LIMIT v_allow) AS t;
+
+    -- Only limited claims of this queue pick these rows, and they wait for the lock above; a
+    -- row another statement holds (a cancel) is skipped.
+    v_ids := ARRAY(SELECT jq.id FROM job_queue AS jq
+                    WHERE jq.id = ANY (v_picked) AND jq.status = 'queued'
+                      FOR UPDATE SKIP LOCKED);
+    IF cardinality(v_ids) = 0 THEN
+        RETURN v_ids;
+    END IF;
+
+    UPDATE job_queue_limit AS l
+       SET tokens = v_tokens - cardinality(v_ids),  -- NULL without a rate
+           refilled_at = v_now,
+           cursor_key = coalesce(v_last, l.cursor_key)
+     WHERE l.queue = fn_job__claim_limited.queue;
+    UPDATE job_key_limit AS kl
+       SET tokens = fn_job__limit_tokens(kl.tokens, kl.refilled_at, kl.rate, kl.per_seconds, v_now) - t.n,
+           refilled_at = v_now
+      FROM (SELECT jq.concurrency_key AS key, count(*) AS n
+              FROM job_queue AS jq
+             WHERE jq.id = ANY (v_ids) AND jq.concurrency_key IS NOT NULL
+             GROUP BY jq.concurrency_key) AS t
+     WHERE kl.queue = fn_job__claim_limited.queue AND kl.concurrency_key = t.key
+       AND kl.rate IS NOT NULL;
+    RETURN v_ids;
+END;
+$$;
+REVOKE ALL ON FUNCTION conveyor.fn_job__claim_limited(text, text[], integer, text[], text[]) FROM PUBLIC;
+COMMENT ON FUNCTION conveyor.fn_job__claim_limited(text, text[], integer, text[], text[]) IS
+    'Private: pick and lock up to batch ready jobs of one limited queue within its caps and rates (queue and key), keys taken round robin; returns their ids, NULL when the queue has no limit row.';

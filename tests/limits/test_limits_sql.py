@@ -1,0 +1,222 @@
+"""Limits in the claim (phase 8), called with plain SQL: caps, rates, per-key caps, fairness
+between keys, the flag, bad input, and the unlimited path left as it was."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from conveyor import jobs
+from helpers import scalar, set_flag
+
+Conn = psycopg.Connection[Any]
+
+
+def enqueue(sql: Conn, queue: str, count: int, key: str | None = None, **extra: Any) -> None:
+    run_at = extra.get("run_at", "now()")
+    sql.execute(
+        "INSERT INTO job_queue (queue, kind, payload, status, run_at, concurrency_key)"
+        f" SELECT %s, 'test.noop', '{{}}', 'queued', {run_at}, %s FROM generate_series(1, %s)",
+        (queue, key, count),
+    )
+
+
+def claim(sql: Conn, queue: str, batch: int) -> list[dict[str, Any]]:
+    answer = scalar(
+        sql, "SELECT fn_job_claim(worker => 'w', queues => ARRAY[%s], batch => %s)", (queue, batch)
+    )
+    assert answer["ok"] is True, answer
+    jobs: list[dict[str, Any]] = answer["jobs"]
+    return jobs
+
+
+def finish(sql: Conn, jobs: list[dict[str, Any]]) -> None:
+    if jobs:
+        sql.execute(
+            "SELECT fn_job_complete_many(%s::bigint[], %s::uuid[])",
+            ([j["job_id"] for j in jobs], [j["lease_token"] for j in jobs]),
+        )
+
+
+def keys_of(sql: Conn, jobs: list[dict[str, Any]]) -> list[str | None]:
+    rows = sql.execute(
+        "SELECT jq.concurrency_key FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(id, ord)"
+        " JOIN job_queue AS jq ON jq.id = u.id ORDER BY u.ord",
+        ([j["job_id"] for j in jobs],),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_a_queue_cap_leases_no_more_than_the_cap_until_jobs_finish(sql: Conn, queue: str) -> None:
+    enqueue(sql, queue, 10)
+    scalar(sql, "SELECT fn_job_queue_limit(%s, max_in_progress => 3)", (queue,))
+
+    first = claim(sql, queue, 10)
+    assert len(first) == 3
+    assert claim(sql, queue, 10) == []
+    finish(sql, first[:2])
+
+    assert len(claim(sql, queue, 10)) == 2
+
+
+def test_a_key_cap_of_one_leases_one_job_per_key(sql: Conn, queue: str) -> None:
+    enqueue(sql, queue, 5, "a")
+    enqueue(sql, queue, 5, "b")
+    enqueue(sql, queue, 2)
+    scalar(sql, "SELECT fn_job_key_limit(%s, NULL, max_in_progress => 1)", (queue,))
+
+    jobs = claim(sql, queue, 10)
+
+    keys = keys_of(sql, jobs)
+    assert sorted(k for k in keys if k) == ["a", "b"]
+    assert keys.count(None) == 2  # jobs without a key are not capped per key
+    assert claim(sql, queue, 10) == []
+
+
+def test_a_named_key_cap_overrides_the_cap_of_every_key(sql: Conn, queue: str) -> None:
+    enqueue(sql, queue, 5, "a")
+    enqueue(sql, queue, 5, "b")
+    scalar(sql, "SELECT fn_job_key_limit(%s, NULL, max_in_progress => 1)", (queue,))
+    scalar(sql, "SELECT fn_job_key_limit(%s, 'b', max_in_progress => 3)", (queue,))
+
+    keys = keys_of(sql, claim(sql, queue, 10))
+
+    assert sorted(k for k in keys if k) == ["a", "b", "b", "b"]
+
+
+def test_a_rate_never_lets_more_claims_through_than_the_bucket_allows(
+    sql: Conn, queue: str
+) -> None:
+    enqueue(sql, queue, 5000)
+    scalar(sql, "SELECT fn_job_queue_limit(%s, rate => 200, per_seconds => 1)", (queue,))
+    set_at = scalar(sql, "SELECT refilled_at FROM job_queue_limit WHERE queue = %s", (queue,))
+
+    claimed = 0
+    for _ in range(400):
+        claimed += len(claim(sql, queue, 50))
+    elapsed = scalar(sql, "SELECT extract(epoch FROM clock_timestamp() - %s)", (set_at,))
+
+    # burst 10 (5 % of a second's 200) at the start, then 200 per second at most.
+    assert claimed <= 10 + 200 * float(elapsed) + 1
+    assert claimed > 0
+
+
+def test_a_key_rate_limits_that_key_only(sql: Conn, queue: str) -> None:
+    enqueue(sql, queue, 50, "slow")
+    enqueue(sql, queue, 50, "fast")
+    scalar(sql, "SELECT fn_job_key_limit(%s, 'slow', rate => 1, per_seconds => 3600)", (queue,))
+
+    keys = [k for _ in range(10) for k in keys_of(sql, claim(sql, queue, 10))]
+
+    assert keys.count("slow") == 1
+    assert keys.count("fast") == 50
+
+
+@pytest.mark.parametrize("batch", [1, 10])
+def test_one_big_key_does_not_starve_fifty_small_keys(sql: Conn, queue: str, batch: int) -> None:
+    # The big key's 20,000 jobs are all older than every small key's.
+    enqueue(sql, queue, 20_000, "big", run_at="now() - interval '1 day'")
+    for n in range(50):
+        enqueue(sql, queue, 10, f"small-{n:02}")
+    sql.execute("ANALYZE job_queue")
+    scalar(sql, "SELECT fn_job_queue_limit(%s, max_in_progress => 1000)", (queue,))
+
+    order: list[str | None] = []
+    while len(order) < 2_000:
+        jobs = claim(sql, queue, batch)
+        order += keys_of(sql, jobs)
+        finish(sql, jobs)
+
+    assert sum(1 for k in order[:2_000] if k != "big") == 500
+
+
+def test_keys_are_served_round_robin_across_claims_of_one(sql: Conn, queue: str) -> None:
+    for key in ("a", "b", "c"):
+        enqueue(sql, queue, 3, key)
+    scalar(sql, "SELECT fn_job_queue_limit(%s, max_in_progress => 100)", (queue,))
+
+    order = [k for _ in range(6) for k in keys_of(sql, claim(sql, queue, 1))]
+
+    assert order == ["a", "b", "c", "a", "b", "c"]
+
+
+def test_limits_are_ignored_while_the_flag_is_off_and_setting_them_is_refused(
+    sql: Conn, queue: str
+) -> None:
+    enqueue(sql, queue, 5)
+    scalar(sql, "SELECT fn_job_queue_limit(%s, max_in_progress => 1)", (queue,))
+    set_flag(sql, "queue.limits.enabled", False)
+    try:
+        assert len(claim(sql, queue, 5)) == 5
+        answer = scalar(sql, "SELECT fn_job_queue_limit(%s, max_in_progress => 2)", (queue,))
+    finally:
+        set_flag(sql, "queue.limits.enabled", True)
+
+    assert answer == {"refused": True, "reason": "limits_disabled", "flag": "queue.limits.enabled"}
+
+
+def test_clearing_every_limit_removes_the_queue_row_and_the_cap(sql: Conn, queue: str) -> None:
+    enqueue(sql, queue, 5)
+    scalar(sql, "SELECT fn_job_queue_limit(%s, max_in_progress => 1)", (queue,))
+
+    answer = scalar(sql, "SELECT fn_job_queue_limit(%s)", (queue,))
+
+    assert answer == {"ok": True, "queue": queue, "limited": False}
+    assert scalar(sql, "SELECT count(*) FROM job_queue_limit WHERE queue = %s", (queue,)) == 0
+    assert len(claim(sql, queue, 5)) == 5
+
+
+def test_v_job_limits_shows_the_cap_and_the_jobs_in_progress(sql: Conn, queue: str) -> None:
+    enqueue(sql, queue, 5, "a")
+    scalar(sql, "SELECT fn_job_queue_limit(%s, max_in_progress => 4, rate => 100)", (queue,))
+    scalar(sql, "SELECT fn_job_key_limit(%s, 'a', max_in_progress => 2)", (queue,))
+    claim(sql, queue, 5)
+
+    rows = sql.execute(
+        "SELECT concurrency_key, max_in_progress, in_progress, rate FROM v_job_limits"
+        " WHERE queue = %s ORDER BY concurrency_key NULLS FIRST",
+        (queue,),
+    ).fetchall()
+
+    assert rows == [(None, 4, 2, 100), ("a", 2, 2, None)]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ("fn_job_queue_limit('Bad Queue', max_in_progress => 1)", "is not a queue name"),
+        ("fn_job_queue_limit('q', max_in_progress => 0)", "max_in_progress is 0"),
+        ("fn_job_queue_limit('q', rate => 0)", "rate is 0"),
+        ("fn_job_queue_limit('q', per_seconds => 1)", "per_seconds needs a rate"),
+        ("fn_job_queue_limit('q', rate => 5, per_seconds => 0)", "per_seconds is 0"),
+        ("fn_job_key_limit('q', NULL, rate => 5)", "a rate needs a concurrency_key"),
+        ("fn_job_key_limit('q', '', max_in_progress => 1)", "concurrency_key must be"),
+        ("fn_job_enqueue('k', concurrency_key => '')", "concurrency_key must be"),
+    ],
+)
+def test_bad_input_is_an_error_naming_the_argument(sql: Conn, call: str, message: str) -> None:
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
+        sql.execute(f"SELECT {call}")
+
+
+def test_enqueue_stores_the_concurrency_key(sql: Conn, queue: str) -> None:
+    answer = scalar(
+        sql,
+        "SELECT fn_job_enqueue('test.noop', queue => %s, concurrency_key => 'tenant-1')",
+        (queue,),
+    )
+
+    key = scalar(sql, "SELECT concurrency_key FROM job_queue WHERE id = %s", (answer["job_id"],))
+    assert key == "tenant-1"
+
+
+def test_the_python_client_enqueues_with_a_concurrency_key(sql: Conn, queue: str) -> None:
+    job_id = jobs.enqueue(sql, "test.noop", queue=queue, concurrency_key="tenant-2")
+    plain = jobs.enqueue(sql, "test.noop", queue=queue)
+
+    keys = sql.execute(
+        "SELECT concurrency_key FROM job_queue WHERE id IN (%s, %s) ORDER BY id", (job_id, plain)
+    ).fetchall()
+    assert keys == [("tenant-2",), (None,)]
