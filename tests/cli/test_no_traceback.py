@@ -19,7 +19,7 @@ from conveyor.phases import runner
 HERE = Path(__file__).parent
 
 # Values for required arguments and options, by parameter name (the rest get "1" or "x").
-_VALUES = {"app": "conveyor.demo_app:registry", "key": "a.b", "value": "true"}
+_VALUES = {"app": "conveyor.demo_app:registry", "key": "a.b", "value": "true", "outcome": "sent"}
 
 
 def _leaf_commands(
@@ -36,7 +36,11 @@ def _leaf_commands(
 
 
 # Commands whose arguments are optional one by one but not all together.
-_EXTRA: dict[tuple[str, ...], list[str]] = {("dlq", "replay"): ["17"], ("up",): ["--pilot"]}
+_EXTRA: dict[tuple[str, ...], list[str]] = {
+    ("dlq", "replay"): ["17"],
+    ("up",): ["--pilot"],
+    ("messages", "edit"): ["--text", "x"],
+}
 
 
 # A file argument's content where the command reads it before connecting.
