@@ -37,10 +37,8 @@ BEGIN
         RAISE EXCEPTION 'fn_job_enqueue: % %', v_problem[1], v_problem[2]
             USING ERRCODE = 'invalid_parameter_value', HINT = v_problem[3];
     END IF;
-    IF fn_job_enqueue.concurrency_key = '' OR octet_length(fn_job_enqueue.concurrency_key) > 255 THEN
-        RAISE EXCEPTION 'fn_job_enqueue: concurrency_key must be 1 to 255 bytes'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Pass a tenant, account or mailbox id, or NULL for none.';
+    IF fn_job_enqueue.concurrency_key IS NOT NULL THEN
+        PERFORM fn_job__limit_target('fn_job_enqueue', NULL, false, fn_job_enqueue.concurrency_key);
     END IF;
 
     -- Bounded retry: the only way round is a live twin that finished between the INSERT that

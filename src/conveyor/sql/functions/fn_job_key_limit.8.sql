@@ -22,18 +22,7 @@ BEGIN
         RETURN jsonb_build_object('refused', true, 'reason', 'limits_disabled',
                                   'flag', 'queue.limits.enabled');
     END IF;
-    IF fn_job_key_limit.queue IS NULL OR octet_length(fn_job_key_limit.queue) > 63
-       OR fn_job_key_limit.queue !~ '^[a-z0-9][a-z0-9_.-]*$' THEN
-        RAISE EXCEPTION 'fn_job_key_limit: queue % is not a queue name',
-                        coalesce(quote_literal(left(fn_job_key_limit.queue, 64)), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'A queue name is ≤ 63 bytes of ^[a-z0-9][a-z0-9_.-]*$, as in fn_job_enqueue.';
-    END IF;
-    IF fn_job_key_limit.concurrency_key = '' OR octet_length(fn_job_key_limit.concurrency_key) > 255 THEN
-        RAISE EXCEPTION 'fn_job_key_limit: concurrency_key must be 1 to 255 bytes'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Pass the key jobs are enqueued with, or NULL for the cap of every key.';
-    END IF;
+    PERFORM fn_job__limit_target('fn_job_key_limit', fn_job_key_limit.queue, true, fn_job_key_limit.concurrency_key);
     v_per := fn_job__limit_check('fn_job_key_limit', fn_job_key_limit.max_in_progress,
                                  fn_job_key_limit.rate, fn_job_key_limit.per_seconds);
     IF fn_job_key_limit.concurrency_key IS NULL AND fn_job_key_limit.rate IS NOT NULL THEN

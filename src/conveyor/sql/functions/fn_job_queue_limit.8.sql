@@ -21,13 +21,7 @@ BEGIN
         RETURN jsonb_build_object('refused', true, 'reason', 'limits_disabled',
                                   'flag', 'queue.limits.enabled');
     END IF;
-    IF fn_job_queue_limit.queue IS NULL OR octet_length(fn_job_queue_limit.queue) > 63
-       OR fn_job_queue_limit.queue !~ '^[a-z0-9][a-z0-9_.-]*$' THEN
-        RAISE EXCEPTION 'fn_job_queue_limit: queue % is not a queue name',
-                        coalesce(quote_literal(left(fn_job_queue_limit.queue, 64)), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'A queue name is ≤ 63 bytes of ^[a-z0-9][a-z0-9_.-]*$, as in fn_job_enqueue.';
-    END IF;
+    PERFORM fn_job__limit_target('fn_job_queue_limit', fn_job_queue_limit.queue, true, NULL);
     v_per := fn_job__limit_check('fn_job_queue_limit', fn_job_queue_limit.max_in_progress,
                                  fn_job_queue_limit.rate, fn_job_queue_limit.per_seconds);
 
