@@ -52,6 +52,7 @@ OPERATOR_FUNCTIONS = (
 PRIVATE_FUNCTIONS = (
     "conveyor.fn_customer__sha256(text)",
     "conveyor.fn_customer__lock(bigint)",
+    "conveyor.fn_customer__actor(text,text,text)",
     "conveyor.fn_customer__release_send(bigint,text)",
     "conveyor.fn_customer__store_draft(bigint,text,text,text)",
     "conveyor.fn_customer__approve_step_released()",

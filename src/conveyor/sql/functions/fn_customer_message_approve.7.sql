@@ -22,10 +22,7 @@ BEGIN
         RETURN jsonb_build_object('refused', true, 'reason', 'customer_channel_disabled',
                                   'flag', 'customer.channel.enabled');
     END IF;
-    IF nullif(fn_customer_message_approve.actor, '') IS NULL OR octet_length(fn_customer_message_approve.actor) > 255 THEN
-        RAISE EXCEPTION 'fn_customer_message_approve: actor is required (at most 255 bytes)'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Name the person who approves.';
-    END IF;
+    PERFORM fn_customer__actor('fn_customer_message_approve', fn_customer_message_approve.actor, 'Name the person who approves.');
     v_msg := fn_customer__lock(fn_customer_message_approve.message_id);
     IF v_msg.id IS NULL THEN
         RETURN jsonb_build_object('refused', true, 'reason', 'not_found', 'message_id', fn_customer_message_approve.message_id);

@@ -20,10 +20,7 @@ BEGIN
         RETURN jsonb_build_object('refused', true, 'reason', 'customer_channel_disabled',
                                   'flag', 'customer.channel.enabled');
     END IF;
-    IF nullif(fn_customer_message_edit.actor, '') IS NULL THEN
-        RAISE EXCEPTION 'fn_customer_message_edit: actor is required'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Name the person who edits the draft.';
-    END IF;
+    PERFORM fn_customer__actor('fn_customer_message_edit', fn_customer_message_edit.actor, 'Name the person who edits the draft.');
     v_msg := fn_customer__lock(fn_customer_message_edit.message_id);
     IF v_msg.id IS NULL THEN
         RETURN jsonb_build_object('refused', true, 'reason', 'not_found', 'message_id', fn_customer_message_edit.message_id);

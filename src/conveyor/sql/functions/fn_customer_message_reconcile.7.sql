@@ -27,10 +27,7 @@ BEGIN
                         quote_literal(left(coalesce(fn_customer_message_reconcile.outcome, 'NULL'), 32))
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Check the SMTP server''s log or the Sent folder first.';
     END IF;
-    IF nullif(fn_customer_message_reconcile.actor, '') IS NULL OR octet_length(fn_customer_message_reconcile.actor) > 255 THEN
-        RAISE EXCEPTION 'fn_customer_message_reconcile: actor is required (at most 255 bytes)'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Name the person who decides.';
-    END IF;
+    PERFORM fn_customer__actor('fn_customer_message_reconcile', fn_customer_message_reconcile.actor, 'Name the person who decides.');
     v_msg := fn_customer__lock(fn_customer_message_reconcile.message_id);
     IF v_msg.id IS NULL THEN
         RETURN jsonb_build_object('refused', true, 'reason', 'not_found', 'message_id', fn_customer_message_reconcile.message_id);

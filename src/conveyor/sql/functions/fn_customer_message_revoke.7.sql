@@ -17,10 +17,7 @@ BEGIN
         RETURN jsonb_build_object('refused', true, 'reason', 'customer_channel_disabled',
                                   'flag', 'customer.channel.enabled');
     END IF;
-    IF nullif(fn_customer_message_revoke.actor, '') IS NULL THEN
-        RAISE EXCEPTION 'fn_customer_message_revoke: actor is required'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Name the person who revokes the approval.';
-    END IF;
+    PERFORM fn_customer__actor('fn_customer_message_revoke', fn_customer_message_revoke.actor, 'Name the person who revokes the approval.');
     v_msg := fn_customer__lock(fn_customer_message_revoke.message_id);
     IF v_msg.id IS NULL THEN
         RETURN jsonb_build_object('refused', true, 'reason', 'not_found', 'message_id', fn_customer_message_revoke.message_id);

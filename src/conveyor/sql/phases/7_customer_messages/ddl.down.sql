@@ -38,6 +38,7 @@ DROP FUNCTION conveyor.fn_customer__approve_step_released();
 DROP FUNCTION conveyor.fn_customer__store_draft(bigint, text, text, text);
 DROP FUNCTION conveyor.fn_customer__release_send(bigint, text);
 DROP FUNCTION conveyor.fn_customer__lock(bigint);
+DROP FUNCTION conveyor.fn_customer__actor(text, text, text);
 DROP FUNCTION conveyor.fn_customer__sha256(text);
 
 DROP TABLE conveyor.customer_message_send;

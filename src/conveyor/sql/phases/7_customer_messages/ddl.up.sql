@@ -172,6 +172,7 @@ GRANT SELECT ON TABLE conveyor.customer_message_body TO conveyor_pii;
 -- ---------------------------------------------------------------------------------------------
 \ir ../../functions/fn_customer__sha256.7.sql
 \ir ../../functions/fn_customer__lock.7.sql
+\ir ../../functions/fn_customer__actor.7.sql
 \ir ../../functions/fn_customer__release_send.7.sql
 \ir ../../functions/fn_customer__store_draft.7.sql
 \ir ../../functions/fn_customer__approve_step_released.7.sql

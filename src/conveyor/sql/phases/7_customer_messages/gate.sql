@@ -54,6 +54,7 @@ SELECT 'objects: tables, views, functions and the trigger of phase 7 exist',
                    'conveyor.fn_customer_send_finish(bigint, text, text)',
                    'conveyor.fn_customer_message_reconcile(bigint, text, text, text)',
                    'conveyor.fn_customer__sha256(text)', 'conveyor.fn_customer__lock(bigint)',
+                   'conveyor.fn_customer__actor(text, text, text)',
                    'conveyor.fn_customer__release_send(bigint, text)',
                    'conveyor.fn_customer__store_draft(bigint, text, text, text)',
                    'conveyor.fn_customer__approve_step_released()'
