@@ -5,9 +5,12 @@ refusal in one line naming the option, and two first settings of a queue at once
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -344,3 +347,33 @@ def test_two_first_settings_of_a_queue_at_once_keep_both_limits(
         assert process.returncode == 0, stderr
 
     assert queue_row(sql, queue) == (3, 50, Decimal(2), None)
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "limits.md"
+
+
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", DOC.read_text(), flags=re.S)
+
+
+def test_the_examples_in_docs_limits_md_run_and_do_what_they_say(
+    limits_dsn: str, sql: Conn
+) -> None:
+    commands = [
+        shlex.split(line, comments=True)
+        for block in _blocks("sh")
+        for line in block.splitlines()
+        if line.startswith("conveyor queue ")
+    ]
+    assert len(commands) >= 8
+    for argv in commands:
+        result = conveyor(*argv[1:], url=limits_dsn, timeout=60)
+        assert result.returncode == 0, (argv, result.stderr)
+    assert queue_row(sql, "email") == (5, None, None, 2)
+    assert key_row(sql, "email", "tenant-42") is None
+    assert "(each other key) — / 2" in " ".join(result.stdout.replace("│", " ").split())
+
+    for block in _blocks("sql"):
+        sql.execute(block.encode())
+    assert queue_row(sql, "email") == (5, 50, Decimal(1), 2)
+    assert key_row(sql, "email", "tenant-42") == (1, None, None)
