@@ -69,31 +69,29 @@ class Limits(NamedTuple):
     per_seconds: Decimal | None
 
 
-def merged(
-    stored: Limits,
-    *,
-    max_in_progress: int | None,
-    clear_max: bool,
-    rate: int | None,
-    per: Decimal | None,
-    clear_rate: bool,
-) -> Limits:
+class Change(NamedTuple):
+    """The limit options given on the command line (None / False: not given)."""
+
+    max_in_progress: int | None
+    clear_max: bool
+    rate: int | None
+    per: Decimal | None
+    clear_rate: bool
+
+
+def merged(stored: Limits, change: Change) -> Limits:
     """*stored* with only the options given changed.
 
     A --rate alone keeps the stored period (none stored: the database's default); a --per alone
     keeps the stored rate (none stored: the database refuses, naming --per).
     """
-    cap = (
-        None
-        if clear_max
-        else stored.max_in_progress
-        if max_in_progress is None
-        else max_in_progress
-    )
-    if clear_rate:
+    cap = stored.max_in_progress if change.max_in_progress is None else change.max_in_progress
+    if change.clear_max:
+        cap = None
+    if change.clear_rate:
         return Limits(cap, None, None)
-    new_rate = stored.rate if rate is None else rate
-    return Limits(cap, new_rate, stored.per_seconds if per is None else per)
+    rate = stored.rate if change.rate is None else change.rate
+    return Limits(cap, rate, stored.per_seconds if change.per is None else change.per)
 
 
 # SQL argument → the option that sets it, for the database's messages about bad values.
@@ -182,16 +180,10 @@ def queue_limit(
             "--no-max-in-progress or --no-rate (`conveyor queue show` lists the limits)",
             ctx=ctx,
         )
-    options = {
-        "max_in_progress": max_in_progress,
-        "clear_max": no_max_in_progress,
-        "rate": rate,
-        "per": per,
-        "clear_rate": no_rate,
-    }
+    change = Change(max_in_progress, no_max_in_progress, rate, per, no_rate)
     with connection(ctx, needs_phase=8) as conn:
         try:
-            answer = _write(conn, queue_name, key, default_key, options)
+            answer = _write(conn, queue_name, key, default_key, change)
         except InvalidInput as error:
             raise InvalidInput(cli_message(error)) from error
     console.print(_describe(queue_name, key, default_key, answer), markup=False)
@@ -202,22 +194,21 @@ def _write(
     queue_name: str,
     key: str | None,
     default_key: bool,
-    options: dict[str, Any],
+    change: Change,
 ) -> dict[str, Any]:
-    """Read the stored limits, merge *options* into them and write them back, in one transaction."""
+    """Read the stored limits, merge *change* into them and write them back, in one transaction."""
     with conn.transaction():
         conn.execute(_LOCK, (queue_name,))
         queue_row = conn.execute(_QUEUE_ROW, (queue_name,)).fetchone()
         if default_key:
             stored = Limits(queue_row[3] if queue_row else None, None, None)
-            limits = merged(stored, **options)
-            return call(conn, _KEY_LIMIT, (queue_name, None, *limits))
+            return call(conn, _KEY_LIMIT, (queue_name, None, *merged(stored, change)))
         if key is not None:
             key_row = conn.execute(_KEY_ROW, (queue_name, key)).fetchone()
-            limits = merged(Limits(*key_row) if key_row else Limits(None, None, None), **options)
-            return call(conn, _KEY_LIMIT, (queue_name, key, *limits))
+            stored = Limits(*key_row) if key_row else Limits(None, None, None)
+            return call(conn, _KEY_LIMIT, (queue_name, key, *merged(stored, change)))
         stored = Limits(*queue_row[:3]) if queue_row else Limits(None, None, None)
-        return call(conn, _QUEUE_LIMIT, (queue_name, *merged(stored, **options)))
+        return call(conn, _QUEUE_LIMIT, (queue_name, *merged(stored, change)))
 
 
 def _rate(rate: int | None, per_seconds: Decimal | None) -> str:
@@ -227,8 +218,10 @@ def _rate(rate: int | None, per_seconds: Decimal | None) -> str:
     return f"{rate} per {per:f} s"
 
 
-def _cap(cap: int | None) -> str:
-    return "no cap" if cap is None else f"at most {cap} in progress"
+def _cap(cap: int | None, *, of_its_own: bool = False) -> str:
+    if cap is None:
+        return "no cap of its own" if of_its_own else "no cap"
+    return f"at most {cap} in progress"
 
 
 def _describe(queue_name: str, key: str | None, default_key: bool, answer: dict[str, Any]) -> str:
@@ -238,9 +231,9 @@ def _describe(queue_name: str, key: str | None, default_key: bool, answer: dict[
     if answer.get("limited") is False:
         return f"queue {queue_name}: no limits left; its claims take the unlimited path"
     target = f"queue {queue_name}" + (f", key {key}" if key is not None else "")
-    rate = answer.get("rate")
     per = answer.get("per_seconds")
-    return f"{target}: {_cap(cap)}, {_rate(rate, None if per is None else Decimal(str(per)))}"
+    rate = _rate(answer.get("rate"), None if per is None else Decimal(str(per)))
+    return f"{target}: {_cap(cap, of_its_own=key is not None)}, {rate}"
 
 
 _SHOW: LiteralString = """
