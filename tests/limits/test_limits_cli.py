@@ -268,7 +268,7 @@ def test_a_database_without_phase_8_says_to_apply_it(empty_dsn: str) -> None:
             "(`conveyor enqueue --concurrency-key`))",
         ),
         (["--max-in-progress", "many"], 2, "'--max-in-progress': 'many' is not a valid integer"),
-        (["--rate", "99999999999"], 2, "'--rate': 99999999999 is not in the range"),
+        (["--rate", "99999999999"], 2, "'--rate': 99999999999 is out of range"),
         (["--per", "soon"], 2, "'--per': 'soon' is not a number of seconds"),
         (["--rate", "5", "--no-rate"], 2, "give --rate or --per or --no-rate, not both"),
         (

@@ -45,8 +45,12 @@ _KEY_LIMIT: LiteralString = """
                                      per_seconds => %s::numeric)
 """
 
-# An int the database's integer type holds; the limits' own ranges are the SQL functions'.
-_INTEGER = click.IntRange(-(2**31), 2**31 - 1)
+
+def _integer(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """An int the database's integer type holds; the limits' own ranges are the SQL functions'."""
+    if value is not None and not -(2**31) <= value < 2**31:
+        raise click.BadParameter(f"{value} is out of range", ctx, param)
+    return value
 
 
 def _seconds(ctx: click.Context, param: click.Parameter, value: str | None) -> Decimal | None:
@@ -136,15 +140,19 @@ def queue() -> None:
 
 @queue.command("limit")
 @click.argument("queue_name", metavar="QUEUE")
-@click.option("--key", default=None, help="Set the limits of this concurrency key of QUEUE.")
+@click.option("--key", metavar="KEY", help="Set the limits of this concurrency key of QUEUE.")
 @click.option(
     "--default-key",
     is_flag=True,
     help="Set the cap of every key of QUEUE without limits of its own.",
 )
-@click.option("--max-in-progress", type=_INTEGER, default=None, help="Cap on jobs in progress.")
+@click.option(
+    "--max-in-progress", type=int, callback=_integer, metavar="N", help="Cap on jobs in progress."
+)
 @click.option("--no-max-in-progress", is_flag=True, help="Clear the cap.")
-@click.option("--rate", type=_INTEGER, default=None, help="Claims allowed per --per seconds.")
+@click.option(
+    "--rate", type=int, callback=_integer, metavar="N", help="Claims allowed per --per seconds."
+)
 @click.option(
     "--per",
     default=None,
