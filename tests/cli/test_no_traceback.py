@@ -40,6 +40,7 @@ _EXTRA: dict[tuple[str, ...], list[str]] = {
     ("dlq", "replay"): ["17"],
     ("up",): ["--pilot"],
     ("messages", "edit"): ["--text", "x"],
+    ("queue", "limit"): ["--max-in-progress", "1"],
 }
 
 
@@ -73,6 +74,7 @@ COMMANDS = _leaf_commands(cli)
 def test_the_walk_reaches_every_command_group() -> None:
     names = {" ".join(path) for path, _ in COMMANDS}
     assert {"worker", "up", "config set", "db shell", "dlq replay", "phase apply"} <= names
+    assert {"queue limit", "queue show"} <= names
 
 
 @pytest.mark.parametrize(
@@ -155,6 +157,9 @@ def test_an_unreachable_database_url_option_names_the_option() -> None:
         (("config", "get", "a.b"), "config get", 0),
         (("config", "set", "a.b", "true"), "config set", 0),
         (("outbound", "--once"), "outbound", 0),
+        (("queue", "limit", "q", "--rate", "1"), "queue limit", 8),
+        (("queue", "show"), "queue show", 8),
+        (("enqueue", "demo.echo", "--concurrency-key", "k"), "enqueue", 8),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )

@@ -40,6 +40,11 @@ def _payload(text: str) -> dict[str, Any]:
 )
 @click.option("--idempotency-key", default=None)
 @click.option("--max-attempts", type=int, default=None)
+@click.option(
+    "--concurrency-key",
+    default=None,
+    help="Key of the queue's per-key limits and fairness (phase 8), e.g. a tenant.",
+)
 @click.pass_context
 def enqueue(
     ctx: click.Context,
@@ -50,10 +55,12 @@ def enqueue(
     run_at: datetime | None,
     idempotency_key: str | None,
     max_attempts: int | None,
+    concurrency_key: str | None,
 ) -> None:
     """Enqueue one job of KIND and print its id."""
     body = _payload(payload)
-    with connection(ctx, needs_phase=1) as conn:
+    # Only phase 8's fn_job_enqueue takes a key; without one, enqueue needs phase 1 alone.
+    with connection(ctx, needs_phase=1 if concurrency_key is None else 8) as conn:
         job_id = jobs.enqueue(
             conn,
             kind,
@@ -63,6 +70,7 @@ def enqueue(
             run_at=run_at,
             idempotency_key=idempotency_key,
             max_attempts=max_attempts,
+            concurrency_key=concurrency_key,
         )
     console.print(job_id)
 

@@ -51,6 +51,7 @@ def _register() -> None:
         operations,
         outbound,
         phase,
+        queue,
         report,
         staging,
         web,
@@ -77,6 +78,7 @@ def _register() -> None:
     cli.add_command(workflow.workflow_group)
     cli.add_command(channel.channel_group)
     cli.add_command(messages.messages)
+    cli.add_command(queue.queue)
 
 
 _register()
