@@ -228,9 +228,11 @@ def test_concurrency_key_is_stored_under_phase_8(limits: Conn, idempotent: bool)
     assert [row[0] for row in stored] == ["tenant-a", None, "tenant-b"]
 
 
-@pytest.mark.parametrize("bad", ["", "k" * 256], ids=["empty", "256-bytes"])
+@pytest.mark.parametrize(
+    ("bad", "later_bad"), [("", "k" * 256), ("k" * 256, "")], ids=["empty", "256-bytes"]
+)
 def test_a_bad_concurrency_key_is_refused_naming_the_first_bad_element_and_inserting_nothing(
-    limits: Conn, bad: str
+    limits: Conn, bad: str, later_bad: str
 ) -> None:
     before = rows(limits)
 
@@ -240,6 +242,7 @@ def test_a_bad_concurrency_key_is_refused_naming_the_first_bad_element_and_inser
             {"kind": "k.ck", "concurrency_key": "fine"},
             {"kind": "k.ck", "concurrency_key": bad},
             {"kind": "k.ck", "concurrency_key": "fine"},
+            {"kind": "k.ck", "concurrency_key": later_bad},
             {"kind": "k.ck", "concurrency_key": bad},
         ],
     )
