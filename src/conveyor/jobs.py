@@ -146,7 +146,9 @@ ENQUEUE_MANY_SQL: LiteralString = """
 def enqueue_many(conn: Conn, jobs: Iterable[JsonObject]) -> list[int]:
     """Enqueue many jobs in one call; each item has enqueue's keyword names. Return ids in order.
 
-    Wraps ``fn_job_enqueue_many``; datetimes in ``run_at`` are sent as ISO strings.
+    Wraps ``fn_job_enqueue_many``; datetimes in ``run_at`` are sent as ISO strings. Every key is
+    passed through as given: ``concurrency_key`` is stored from phase 8 on, and refused by the
+    database (InvalidInput) before it.
     """
     statement = enqueue_many_statement(jobs)
     if statement is None:

@@ -4,7 +4,9 @@
 -- first bad element is reported as jobs[<0-based index>].<key>. Idempotency keys behave as in
 -- fn_job_enqueue: an element whose key a live job holds reports that job; an array repeating a
 -- key inserts the first element and reports its id for the later ones. job_ids follow the input
--- order; created counts the rows actually inserted.
+-- order; created counts the rows actually inserted. concurrency_key is stored from phase 8 on
+-- (refused before: phase 1 has no column for it); its rule belongs to that phase, so it is
+-- checked after the other keys, by fn_job__enqueue_insert, which writes the batch.
 CREATE OR REPLACE FUNCTION conveyor.fn_job_enqueue_many(
     jobs jsonb
 ) RETURNS jsonb
@@ -17,7 +19,7 @@ SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
     c_keys       CONSTANT text[] := ARRAY['kind', 'payload', 'queue', 'priority', 'run_at',
-                                          'idempotency_key', 'max_attempts'];
+                                          'idempotency_key', 'max_attempts', 'concurrency_key'];
     v_max_bytes  integer;
     v_max_depth  integer;
     v_bad        record;
@@ -28,9 +30,7 @@ DECLARE
     v_run_ats    timestamptz[];
     v_keys       text[];
     v_maxes      numeric[];
-    v_ids        bigint[];
-    v_created    integer;
-    v_resolved   boolean;
+    v_ckeys      text[];
 BEGIN
     IF NOT fn_config_enabled('queue.job_substrate.enabled') THEN
         RETURN jsonb_build_object('refused', true, 'reason', 'job_substrate_disabled',
@@ -69,6 +69,8 @@ BEGIN
                     ARRAY['.idempotency_key', 'must be a JSON string or null']
                WHEN coalesce(jsonb_typeof(e.job -> 'max_attempts'), 'null') NOT IN ('number', 'null') THEN
                     ARRAY['.max_attempts', 'must be a JSON number or null']
+               WHEN coalesce(jsonb_typeof(e.job -> 'concurrency_key'), 'null') NOT IN ('string', 'null') THEN
+                    ARRAY['.concurrency_key', 'must be a JSON string or null']
            END AS problem) AS s
      WHERE s.problem IS NOT NULL
      ORDER BY e.ord
@@ -88,8 +90,9 @@ BEGIN
                array_agg((e.job ->> 'priority')::numeric ORDER BY e.ord),  -- ->>: JSON null → NULL
                array_agg((e.job ->> 'run_at')::timestamptz ORDER BY e.ord),
                array_agg(e.job ->> 'idempotency_key' ORDER BY e.ord),
-               array_agg((e.job ->> 'max_attempts')::numeric ORDER BY e.ord)
-          INTO v_kinds, v_payloads, v_queues, v_priorities, v_run_ats, v_keys, v_maxes
+               array_agg((e.job ->> 'max_attempts')::numeric ORDER BY e.ord),
+               array_agg(e.job ->> 'concurrency_key' ORDER BY e.ord)
+          INTO v_kinds, v_payloads, v_queues, v_priorities, v_run_ats, v_keys, v_maxes, v_ckeys
           FROM jsonb_array_elements(fn_job_enqueue_many.jobs) WITH ORDINALITY AS e(job, ord);
     EXCEPTION WHEN data_exception THEN
         -- Error path only: find the first element whose run_at does not parse.
@@ -128,69 +131,17 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', HINT = v_bad.problem[3];
     END IF;
 
-    -- 4. One INSERT. ids are drawn from the identity sequence up front so each input element
-    -- maps to its row without relying on RETURNING order. An element repeating an earlier
-    -- element's key maps to that earlier element (first_ord). NULL id = key held by a live job.
-    WITH input AS (
-        SELECT u.*,
-               CASE WHEN u.idempotency_key IS NULL THEN u.ord
-                    ELSE min(u.ord) OVER (PARTITION BY u.idempotency_key) END AS first_ord
-          FROM unnest(v_kinds, v_payloads, v_queues, v_priorities, v_run_ats, v_keys, v_maxes)
-               WITH ORDINALITY AS u(kind, payload, queue, priority, run_at, idempotency_key, max_attempts, ord)
-    ), fresh AS MATERIALIZED (
-        SELECT i.ord, nextval('conveyor.job_queue_id_seq') AS id, i.kind, i.payload, i.queue,
-               i.priority, i.run_at, i.idempotency_key, i.max_attempts
-          FROM input AS i
-         WHERE i.ord = i.first_ord
-         ORDER BY i.ord  -- nextval runs after the sort: ids ascend in input order (FIFO)
-    ), inserted AS (
-        INSERT INTO job_queue AS jq
-               (id, queue, kind, payload, priority, status, run_at, idempotency_key, max_attempts)
-        OVERRIDING SYSTEM VALUE
-        SELECT f.id, coalesce(f.queue, 'default'), f.kind, coalesce(f.payload, '{}'),
-               coalesce(f.priority, 0)::smallint, 'queued', coalesce(f.run_at, now()),
-               f.idempotency_key, f.max_attempts::integer
-          FROM fresh AS f
-         ORDER BY f.ord
-        ON CONFLICT (idempotency_key)
-           WHERE idempotency_key IS NOT NULL AND status IN ('waiting', 'queued', 'in_progress')
-           DO NOTHING
-        RETURNING jq.id
-    )
-    SELECT array_agg(ins.id ORDER BY i.ord),
-           (SELECT count(*) FROM inserted)
-      INTO v_ids, v_created
-      FROM input AS i
-      JOIN fresh AS f ON f.ord = i.first_ord
-      LEFT JOIN inserted AS ins ON ins.id = f.id;
-
-    -- 5. Keys a live job already held: report that job (a separate statement, so a twin that a
-    -- concurrent transaction committed while the INSERT waited on it is visible).
-    IF array_position(v_ids, NULL) IS NOT NULL THEN
-        SELECT array_agg(coalesce(u.id, jq.id) ORDER BY u.ord),
-               bool_and(coalesce(u.id, jq.id) IS NOT NULL)
-          INTO v_ids, v_resolved
-          FROM unnest(v_ids, v_keys) WITH ORDINALITY AS u(id, idempotency_key, ord)
-          LEFT JOIN job_queue AS jq
-                 ON u.id IS NULL
-                AND jq.idempotency_key = u.idempotency_key
-                AND jq.status IN ('waiting', 'queued', 'in_progress');
-        IF NOT v_resolved THEN
-            -- The live twin finished between the two statements: rare; the caller retries.
-            RAISE EXCEPTION 'fn_job_enqueue_many: an idempotency key changed hands during the call'
-                USING ERRCODE = 'serialization_failure', HINT = 'Retry the transaction.';
-        END IF;
-    END IF;
-
-    RETURN jsonb_build_object('ok', true, 'job_ids', to_jsonb(v_ids), 'created', v_created);
+    -- 4. Write: one INSERT (the helper's version is the phase's: phase 8 stores concurrency_key).
+    RETURN fn_job__enqueue_insert(v_kinds, v_payloads, v_queues, v_priorities, v_run_ats, v_keys,
+                                  v_maxes, v_ckeys);
 END;
 $$;
 REVOKE ALL ON FUNCTION conveyor.fn_job_enqueue_many(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION conveyor.fn_job_enqueue_many(jsonb) TO conveyor_worker, conveyor_admin;
 COMMENT ON FUNCTION conveyor.fn_job_enqueue_many(jsonb) IS
     'Enqueue an array of jobs ([{"kind":…,"payload":…,"queue":…,"priority":…,"run_at":…,'
-    '"idempotency_key":…,"max_attempts":…}, …]) in one INSERT. → {"ok":true,"job_ids":[… in input '
+    '"idempotency_key":…,"max_attempts":…,"concurrency_key":…}, …]) in one INSERT. → {"ok":true,"job_ids":[… in input '
     'order …],"created":n}; elements whose idempotency key a live job holds (or an earlier element '
-    'holds) report that job''s id. Invalid element → SQLSTATE 22023 naming jobs[i].key (0-based). '
+    'holds) report that job''s id. concurrency_key needs phase 8 (refused before). Invalid element → SQLSTATE 22023 naming jobs[i].key (0-based). '
     'Refuses job_substrate_disabled while queue.job_substrate.enabled is false. '
     'Example: SELECT conveyor.fn_job_enqueue_many(''[{"kind": "email.send", "payload": {"n": 1}}, {"kind": "email.send", "payload": {"n": 2}}]'')';

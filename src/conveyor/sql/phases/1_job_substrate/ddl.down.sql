@@ -24,6 +24,7 @@ DROP FUNCTION conveyor.fn_job_claim(text, text[], text[], integer, integer);
 DROP FUNCTION conveyor.fn_job__claim_rows(text, text[], text[], integer, integer, text[], text[]);
 DROP FUNCTION conveyor.fn_job__claim_validate(text, text[], text[], integer, integer);
 DROP FUNCTION conveyor.fn_job_enqueue_many(jsonb);
+DROP FUNCTION conveyor.fn_job__enqueue_insert(text[], jsonb[], text[], numeric[], timestamptz[], text[], numeric[], text[]);
 DROP FUNCTION conveyor.fn_job_enqueue(text, jsonb, text, integer, timestamptz, text, integer);
 DROP FUNCTION conveyor.fn_job__dead_letter(bigint, uuid, text, text);
 DROP FUNCTION conveyor.fn_job__requeue(bigint, uuid, timestamptz, boolean);

@@ -194,6 +194,7 @@ GRANT USAGE, SELECT ON SEQUENCE conveyor.job_queue_id_seq TO conveyor_admin;
 \ir ../../functions/fn_job__requeue.1.sql
 \ir ../../functions/fn_job__retry_seconds.1.sql
 \ir ../../functions/fn_job_enqueue.1.sql
+\ir ../../functions/fn_job__enqueue_insert.1.sql
 \ir ../../functions/fn_job_enqueue_many.1.sql
 \ir ../../functions/fn_job__claim_validate.1.sql
 \ir ../../functions/fn_job__claim_rows.1.sql

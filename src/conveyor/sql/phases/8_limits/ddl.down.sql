@@ -1,8 +1,9 @@
--- Phase 8 down: undo ddl.up.sql. fn_job__claim_rows and fn_job_enqueue get their phase-1
--- versions back (the .1 files: body, comment and grants exactly phase 1's). Dropping the
--- concurrency_key column would lose the keys of jobs still waiting or running: this REFUSES while
--- a live job (waiting, queued, in_progress) has one (an archive holds the limit tables' rows, not
--- job_queue's). The limit tables lose their rows: the runner archives or refuses first.
+-- Phase 8 down: undo ddl.up.sql. fn_job__claim_rows, fn_job_enqueue and fn_job__enqueue_insert
+-- get their phase-1 versions back (the .1 files: body, comment and grants exactly phase 1's).
+-- Dropping the concurrency_key column would lose the keys of jobs still waiting or running: this
+-- REFUSES while a live job (waiting, queued, in_progress) has one (an archive holds the limit
+-- tables' rows, not job_queue's). The limit tables lose their rows: the runner archives or
+-- refuses first.
 
 DO $$
 BEGIN
@@ -20,6 +21,7 @@ DROP VIEW conveyor.v_job_limits;
 
 DROP FUNCTION conveyor.fn_job_enqueue(text, jsonb, text, integer, timestamptz, text, integer, text);
 \ir ../../functions/fn_job_enqueue.1.sql
+\ir ../../functions/fn_job__enqueue_insert.1.sql
 \ir ../../functions/fn_job__claim_rows.1.sql
 DROP FUNCTION conveyor.fn_job_key_limit(text, text, integer, integer, numeric);
 DROP FUNCTION conveyor.fn_job_queue_limit(text, integer, integer, numeric);

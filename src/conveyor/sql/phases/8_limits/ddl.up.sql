@@ -7,7 +7,8 @@
 -- version; phase 8 is then always applied after, and rolled back before, every phase that
 -- writes a claim version, so no rollback ever restores a claim built on another helper). Claims
 -- ignore limits and fn_job_queue_limit / fn_job_key_limit refuse while queue.limits.enabled is
--- false (data.up.sql inserts it false).
+-- false (data.up.sql inserts it false). fn_job_enqueue and fn_job_enqueue_many's private writer
+-- fn_job__enqueue_insert get versions that store the key.
 
 ALTER TABLE conveyor.job_queue ADD COLUMN concurrency_key text;
 ALTER TABLE conveyor.job_queue ADD CONSTRAINT job_queue_concurrency_key_check
@@ -80,6 +81,7 @@ GRANT ALL ON TABLE conveyor.job_queue_limit, conveyor.job_key_limit TO conveyor_
 \ir ../../functions/fn_job_key_limit.8.sql
 DROP FUNCTION conveyor.fn_job_enqueue(text, jsonb, text, integer, timestamptz, text, integer);
 \ir ../../functions/fn_job_enqueue.8.sql
+\ir ../../functions/fn_job__enqueue_insert.8.sql
 
 -- v_job_limits: one row per limited queue (concurrency_key NULL) and per key with limits of its
 -- own: the caps, the jobs in progress now, the rate, the tokens a claim could take now, and
