@@ -62,6 +62,7 @@ class Claimer:
         self.claiming = asyncio.Lock()  # one claim at a time: slots are counted before it
         self.keeper: LeaseKeeper | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.limit_wait: float | None = None  # the last claim's limit_wait_seconds (phase 8)
 
     async def run(self) -> None:
         """Claim until the worker stops: into free slots, then wait for a slot or a wake-up."""
@@ -103,7 +104,14 @@ class Claimer:
                 await self._reconnect_if_broken()
                 continue
             if claimed < size:
-                await self.wait(self.config.poll_interval)
+                await self.wait(self._next_claim_in())
+
+    def _next_claim_in(self) -> float:
+        """The wait after a claim that filled fewer slots than it asked for: the poll interval,
+        or sooner when a queue's rate held the claim back and its bucket is full before then."""
+        if self.limit_wait is None:
+            return self.config.poll_interval
+        return min(self.config.poll_interval, max(self.limit_wait, 0.001))
 
     def size(self, freed: int = 0) -> int:
         """How many jobs to claim now: the free slots (counting *freed* ones), at most a batch."""
@@ -125,9 +133,11 @@ class Claimer:
         """Claim up to *size* jobs and start them (under ``claiming``); how many came."""
         sent = time.monotonic()  # the leases began after this instant
         answer = await acall(self._connection(), *self._statement(size))
-        return self._take(jobs.parse_claim(answer), sent)
+        return self._take(answer, sent)
 
-    def _take(self, claimed: list[ClaimedJob], sent: float) -> int:
+    def _take(self, answer: JsonObject, sent: float) -> int:
+        claimed = jobs.parse_claim(answer)
+        self.limit_wait = jobs.limit_wait(answer)
         self.stats.claimed += len(claimed)
         for job in claimed:
             self._start(job, _lease(job, sent))
@@ -155,7 +165,7 @@ class Claimer:
                 return await self._call(jobs.complete_many_statement(pairs))
             completion, claim = jobs.split_answer(answer)
             with contextlib.suppress(Refused):  # the completion answers the same refusal
-                self._take(jobs.parse_claim(answer_or_raise(claim)), sent)
+                self._take(answer_or_raise(claim), sent)
         return answer_or_raise(completion)
 
     def _wake_keeper(self, shortest: float) -> None:

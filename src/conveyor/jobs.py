@@ -244,6 +244,13 @@ def parse_claim(answer: JsonObject) -> list[ClaimedJob]:
     return [ClaimedJob.from_answer(item, claimed_at) for item in answer["jobs"]]
 
 
+def limit_wait(answer: JsonObject) -> float | None:
+    """Seconds until a limited queue's rate lets a claim take jobs again, when the rate held this
+    claim back (phase 8's ``limit_wait_seconds``); None otherwise."""
+    raw = answer.get("limit_wait_seconds")
+    return float(raw) if raw is not None else None
+
+
 def claim(
     conn: Conn,
     worker: str,

@@ -89,3 +89,25 @@ def test_a_killed_workers_slots_come_back_when_its_leases_are_reaped_not_before(
     scalar(sql, "SELECT fn_job_lease_reaper()")
 
     assert len(scalar(sql, claim, (queue,))["jobs"]) == 2
+
+
+def test_a_worker_held_back_by_a_rate_claims_again_when_the_bucket_refills_not_at_its_poll(
+    sql: Conn, queue: str, start_worker: Start
+) -> None:
+    # 20 per second with a burst of 1: each claim takes one job and answers when the next is due
+    # (limit_wait_seconds, ~0.05 s). A worker polling every 30 s that ignored it would take
+    # 30 s per job after the first; following it, the 20 jobs take about a second.
+    enqueue_sleeps(sql, queue, 20, 0)
+    scalar(sql, "SELECT fn_job_queue_limit(%s, rate => 20, per_seconds => 1)", (queue,))
+    start_worker("--queue", queue, "--concurrency", "5", "--poll-interval", "30")
+    done = "SELECT count(*) FROM job_queue WHERE queue = %s AND status = 'succeeded'"
+
+    wait_until(lambda: scalar(sql, done, (queue,)) == 20, timeout=90, interval=0.2)
+
+    first, last = sql.execute(
+        "SELECT min(started_at), max(started_at) FROM job_queue WHERE queue = %s", (queue,)
+    ).fetchone() or (None, None)
+    assert first is not None and last is not None
+    # and the rate held: past the burst (1) and the job whose start stamp trails its claim's
+    # bucket reading, 18 jobs needed 18 / 20 s of refills
+    assert (last - first).total_seconds() >= 18 / 20

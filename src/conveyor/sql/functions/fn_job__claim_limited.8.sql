@@ -1,6 +1,7 @@
 -- fn_job__claim_limited: private helper of fn_job__claim_rows (phase 8): pick and lock up to
 -- batch ready jobs of one queue that has a job_queue_limit row, within its limits, and return
--- their ids (the caller's UPDATE leases them in the same transaction). The queue's limit row is
+-- their ids (the caller's UPDATE leases them in the same transaction), and wait_seconds when the
+-- queue's rate held the claim back (else NULL): how long until the bucket is full again. The queue's limit row is
 -- locked FOR UPDATE first, so limited claims of one queue run one after the other until their
 -- transactions commit: the in-progress count each one reads includes every earlier claim, and
 -- no number of workers can overrun a cap. In progress means status in_progress: a job whose
@@ -19,8 +20,10 @@ CREATE OR REPLACE FUNCTION conveyor.fn_job__claim_limited(
     kinds         text[],
     batch         integer,
     kind_exact    text[],
-    kind_prefixes text[]
-) RETURNS bigint[]
+    kind_prefixes text[],
+    OUT ids       bigint[],
+    OUT wait_seconds numeric
+) RETURNS record
 LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, conveyor, pg_temp
@@ -36,13 +39,14 @@ DECLARE
     v_picked  bigint[];
     v_ids     bigint[];
     v_last    text;
+    v_by_rate boolean;
 BEGIN
     SELECT l.* INTO v_limit
       FROM job_queue_limit AS l
      WHERE l.queue = fn_job__claim_limited.queue
        FOR UPDATE;
     IF NOT FOUND THEN
-        RETURN NULL;  -- the limit went away meanwhile: the caller claims the queue unlimited
+        RETURN;  -- ids NULL: the limit went away meanwhile, the caller claims the queue unlimited
     END IF;
     v_now := clock_timestamp();  -- after the lock: the previous holder's tokens are spent
 
@@ -57,8 +61,17 @@ BEGIN
          WHERE jq.status = 'in_progress' AND jq.queue = fn_job__claim_limited.queue;
         v_allow := least(v_allow, greatest(v_limit.max_in_progress - v_running, 0)::integer);
     END IF;
+    -- The rate holds this claim back when the tokens are what bounds it: then wait_seconds says
+    -- when the bucket is full again, so the worker claims then rather than at its next poll
+    -- (fewer claims, each taking a burst, and no tokens lost to a full bucket meanwhile).
+    v_by_rate := v_tokens IS NOT NULL AND v_allow = floor(v_tokens) AND v_allow < fn_job__claim_limited.batch;
     IF v_allow <= 0 THEN
-        RETURN '{}';
+        ids := '{}';
+        IF v_by_rate THEN  -- the time the bucket takes to refill to its burst
+            wait_seconds := (fn_job__limit_burst(v_limit.rate, v_limit.per_seconds) - v_tokens)
+                            * v_limit.per_seconds / v_limit.rate;
+        END IF;
+        RETURN;
     END IF;
     v_window := 4 * v_allow + 16;
 
@@ -171,8 +184,13 @@ BEGIN
     v_ids := ARRAY(SELECT jq.id FROM job_queue AS jq
                     WHERE jq.id = ANY (v_picked) AND jq.status = 'queued'
                       FOR UPDATE SKIP LOCKED);
+    ids := v_ids;
     IF cardinality(v_ids) = 0 THEN
-        RETURN v_ids;
+        RETURN;
+    END IF;
+    IF v_by_rate AND cardinality(v_ids) = v_allow THEN  -- all it allowed: more are waiting
+        wait_seconds := (fn_job__limit_burst(v_limit.rate, v_limit.per_seconds)
+                         - (v_tokens - cardinality(v_ids))) * v_limit.per_seconds / v_limit.rate;
     END IF;
 
     UPDATE job_queue_limit AS l
@@ -189,9 +207,8 @@ BEGIN
              GROUP BY jq.concurrency_key) AS t
      WHERE kl.queue = fn_job__claim_limited.queue AND kl.concurrency_key = t.key
        AND kl.rate IS NOT NULL;
-    RETURN v_ids;
 END;
 $$;
 REVOKE ALL ON FUNCTION conveyor.fn_job__claim_limited(text, text[], integer, text[], text[]) FROM PUBLIC;
 COMMENT ON FUNCTION conveyor.fn_job__claim_limited(text, text[], integer, text[], text[]) IS
-    'Private: pick and lock up to batch ready jobs of one limited queue within its caps and rates (queue and key), keys taken round robin; returns their ids, NULL when the queue has no limit row.';
+    'Private: pick and lock up to batch ready jobs of one limited queue within its caps and rates (queue and key), keys taken round robin; returns their ids (NULL when the queue has no limit row) and wait_seconds (when the queue''s rate held it back, the seconds until its bucket is full).';

@@ -4,7 +4,9 @@
 -- others by the same per-queue index walk as before, in the same statement that leases them all.
 -- With no limit row for the claimed queues (one probe of job_queue_limit's primary key) the
 -- statement is phase 1's: v_ids is NULL and v_plain is every queue. Limited queues are picked
--- before the plain ones, so in a call mixing both the order across queues is per queue.
+-- before the plain ones, so in a call mixing both the order across queues is per queue. When a
+-- limited queue's rate held the claim back, the answer's limit_wait_seconds says how long until
+-- its bucket is full again (the shortest of them): the worker claims again then.
 -- The rest is as in the .1 file: plan, answer and locking notes there hold here.
 CREATE OR REPLACE FUNCTION conveyor.fn_job__claim_rows(
     worker        text,
@@ -31,6 +33,7 @@ DECLARE
     v_left    integer := fn_job__claim_rows.batch;
     v_queue   text;
     v_started timestamptz;
+    v_wait    numeric;
 BEGIN
     -- Paused queues (queue.paused_queues, see fn_job_queue_pause) are left out of this claim;
     -- the worker keeps running and claims from them again once they are resumed.
@@ -48,9 +51,10 @@ BEGIN
         v_ids := '{}';
         FOREACH v_queue IN ARRAY v_limited LOOP
             EXIT WHEN v_left <= 0;
-            v_more := fn_job__claim_limited(v_queue, fn_job__claim_rows.kinds, v_left,
-                                            fn_job__claim_rows.kind_exact,
-                                            fn_job__claim_rows.kind_prefixes);
+            SELECT l.ids, least(v_wait, l.wait_seconds) INTO v_more, v_wait
+              FROM fn_job__claim_limited(v_queue, fn_job__claim_rows.kinds, v_left,
+                                         fn_job__claim_rows.kind_exact,
+                                         fn_job__claim_rows.kind_prefixes) AS l;
             IF v_more IS NOT NULL THEN
                 v_ids := v_ids || v_more;
                 v_left := v_left - cardinality(v_more);
@@ -116,9 +120,13 @@ BEGIN
       LEFT JOIN dot_config AS kind_cfg ON kind_cfg.key = 'queue.retry.max_attempts.' || c.kind
       LEFT JOIN dot_config AS default_cfg ON default_cfg.key = 'queue.retry.max_attempts.default';
 
+    IF v_wait IS NOT NULL THEN  -- a limited queue's rate held the claim back (phase 8)
+        RETURN jsonb_build_object('ok', true, 'jobs', v_jobs,
+                                  'limit_wait_seconds', round(v_wait, 3));
+    END IF;
     RETURN jsonb_build_object('ok', true, 'jobs', v_jobs);
 END;
 $$;
 REVOKE ALL ON FUNCTION conveyor.fn_job__claim_rows(text, text[], text[], integer, integer, text[], text[]) FROM PUBLIC;
 COMMENT ON FUNCTION conveyor.fn_job__claim_rows(text, text[], text[], integer, integer, text[], text[]) IS
-    'Private: the claim of fn_job_claim (every version) with checked arguments: lease up to batch ready jobs of queues (paused ones left out; limited ones within their limits, phase 8), optionally only of kinds and of kind_exact / kind_prefixes; answer {ok, jobs}.';
+    'Private: the claim of fn_job_claim (every version) with checked arguments: lease up to batch ready jobs of queues (paused ones left out; limited ones within their limits, phase 8), optionally only of kinds and of kind_exact / kind_prefixes; answer {ok, jobs} (and limit_wait_seconds when a rate held it back, phase 8).';

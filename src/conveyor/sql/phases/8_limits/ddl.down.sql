@@ -29,6 +29,7 @@ DROP FUNCTION conveyor.fn_job__claim_limited(text, text[], integer, text[], text
 DROP FUNCTION conveyor.fn_job__limit_check(text, integer, integer, numeric);
 DROP FUNCTION conveyor.fn_job__limit_target(text, text, boolean, text);
 DROP FUNCTION conveyor.fn_job__limit_tokens(numeric, timestamptz, integer, numeric, timestamptz);
+DROP FUNCTION conveyor.fn_job__limit_burst(integer, numeric);
 
 DO $$
 BEGIN

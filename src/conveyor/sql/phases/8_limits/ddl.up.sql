@@ -72,6 +72,7 @@ COMMENT ON COLUMN conveyor.job_key_limit.refilled_at IS 'When tokens was last co
 
 GRANT ALL ON TABLE conveyor.job_queue_limit, conveyor.job_key_limit TO conveyor_admin;
 
+\ir ../../functions/fn_job__limit_burst.8.sql
 \ir ../../functions/fn_job__limit_tokens.8.sql
 \ir ../../functions/fn_job__limit_check.8.sql
 \ir ../../functions/fn_job__limit_target.8.sql

@@ -37,6 +37,7 @@ SELECT 'objects: column, index, tables, view and functions of phase 8 exist',
                    'conveyor.fn_job_key_limit(text, text, integer, integer, numeric)',
                    'conveyor.fn_job__claim_limited(text, text[], integer, text[], text[])',
                    'conveyor.fn_job__limit_tokens(numeric, timestamptz, integer, numeric, timestamptz)',
+                   'conveyor.fn_job__limit_burst(integer, numeric)',
                    'conveyor.fn_job__limit_check(text, integer, integer, numeric)',
                    'conveyor.fn_job__limit_target(text, text, boolean, text)',
                    'conveyor.fn_job_enqueue(text, jsonb, text, integer, timestamptz, text, integer, text)']) AS x(name)
@@ -100,6 +101,30 @@ BEGIN
       JOIN conveyor.job_queue AS jq ON jq.id = (j.job ->> 'job_id')::bigint;
     INSERT INTO pg_temp.gate_result (item, passed, detail)
     VALUES (v_item, v_keys IS NOT DISTINCT FROM ARRAY['a', 'b'], format('keys leased: %s', v_keys));
+EXCEPTION WHEN OTHERS THEN
+    INSERT INTO pg_temp.gate_result (item, passed, detail) VALUES (v_item, false, SQLERRM);
+END;
+$$;
+
+DO $$
+DECLARE
+    v_item   CONSTANT text := 'claim: a rate of 20/s leases its burst (1 job), then none, and says when to claim again';
+    v_first  jsonb;
+    v_second jsonb;
+BEGIN
+    PERFORM conveyor.fn_job_enqueue(kind => 'conveyor.gate.phase8', queue => 'conveyor-gate-limits-rate')
+       FROM generate_series(1, 3);
+    PERFORM conveyor.fn_job_queue_limit('conveyor-gate-limits-rate', rate => 20, per_seconds => 1);
+    v_first := conveyor.fn_job_claim(worker => 'gate', queues => ARRAY['conveyor-gate-limits-rate'], batch => 3);
+    v_second := conveyor.fn_job_claim(worker => 'gate', queues => ARRAY['conveyor-gate-limits-rate'], batch => 3);
+    INSERT INTO pg_temp.gate_result (item, passed, detail)
+    VALUES (v_item,
+            jsonb_array_length(v_first -> 'jobs') = 1 AND jsonb_array_length(v_second -> 'jobs') = 0
+            AND (v_first ->> 'limit_wait_seconds')::numeric BETWEEN 0.001 AND 0.05
+            AND (v_second ->> 'limit_wait_seconds')::numeric BETWEEN 0 AND 0.05,
+            format('leased %s (wait %s s), then %s (wait %s s)',
+                   jsonb_array_length(v_first -> 'jobs'), v_first ->> 'limit_wait_seconds',
+                   jsonb_array_length(v_second -> 'jobs'), v_second ->> 'limit_wait_seconds'));
 EXCEPTION WHEN OTHERS THEN
     INSERT INTO pg_temp.gate_result (item, passed, detail) VALUES (v_item, false, SQLERRM);
 END;
