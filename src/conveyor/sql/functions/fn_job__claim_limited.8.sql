@@ -38,43 +38,19 @@ DECLARE
     v_keys    text[];
     v_picked  bigint[];
     v_ids     bigint[];
+    v_cand    bigint[];
     v_last    text;
     v_by_rate boolean;
 BEGIN
+    -- First without the lock: the keys with backlog after the cursor (a hint of fairness, read
+    -- as committed), and with none, the rows to claim.
     SELECT l.* INTO v_limit
       FROM job_queue_limit AS l
-     WHERE l.queue = fn_job__claim_limited.queue
-       FOR UPDATE;
+     WHERE l.queue = fn_job__claim_limited.queue;
     IF NOT FOUND THEN
-        RETURN;  -- ids NULL: the limit went away meanwhile, the caller claims the queue unlimited
+        RETURN;  -- ids NULL: no limit (any more), the caller claims the queue unlimited
     END IF;
-    v_now := clock_timestamp();  -- after the lock: the previous holder's tokens are spent
-
-    v_tokens := fn_job__limit_tokens(v_limit.tokens, v_limit.refilled_at, v_limit.rate,
-                                     v_limit.per_seconds, v_now);
-    IF v_tokens IS NOT NULL THEN
-        v_allow := least(v_allow, floor(v_tokens)::integer);
-    END IF;
-    IF v_limit.max_in_progress IS NOT NULL AND v_allow > 0 THEN
-        SELECT count(*) INTO v_running
-          FROM job_queue AS jq
-         WHERE jq.status = 'in_progress' AND jq.queue = fn_job__claim_limited.queue;
-        v_allow := least(v_allow, greatest(v_limit.max_in_progress - v_running, 0)::integer);
-    END IF;
-    -- The rate holds this claim back when the tokens are what bounds it: then wait_seconds says
-    -- when the bucket is full again, so the worker claims then rather than at its next poll
-    -- (fewer claims, each taking a burst, and no tokens lost to a full bucket meanwhile).
-    v_by_rate := v_tokens IS NOT NULL AND v_allow = floor(v_tokens) AND v_allow < fn_job__claim_limited.batch;
-    IF v_allow <= 0 THEN
-        ids := '{}';
-        IF v_by_rate THEN  -- the time the bucket takes to refill to its burst
-            wait_seconds := (fn_job__limit_burst(v_limit.rate, v_limit.per_seconds) - v_tokens)
-                            * v_limit.per_seconds / v_limit.rate;
-        END IF;
-        RETURN;
-    END IF;
-    v_window := 4 * v_allow + 16;
-
+    v_window := 4 * fn_job__claim_limited.batch + 16;
     -- Keys with queued rows, in key order after the cursor, then from the start up to it.
     v_keys := ARRAY(
         WITH RECURSIVE k(key) AS (
@@ -119,6 +95,72 @@ BEGIN
              LIMIT v_window - cardinality(v_keys));
     END IF;
 
+    IF cardinality(v_keys) = 0 THEN
+        -- No key has backlog: the queue's next rows in claim order, locked as the unlimited
+        -- claim locks them (one index walk, no ranking, no second pass), before the limit's
+        -- lock, so that claims wait for each other only to count and lease. At most what the
+        -- cap or the bucket could ever allow; the allowance below takes the first of them, the
+        -- rest are unlocked at commit (meanwhile other claims skip them, as claims always do).
+        v_cand := ARRAY(
+            SELECT jq.id
+              FROM job_queue AS jq
+             WHERE jq.status = 'queued'
+               AND jq.queue = fn_job__claim_limited.queue
+               AND jq.run_at <= now()
+               AND (fn_job__claim_limited.kinds IS NULL OR jq.kind = ANY (fn_job__claim_limited.kinds))
+               AND (fn_job__claim_limited.kind_exact IS NULL
+                    OR jq.kind = ANY (fn_job__claim_limited.kind_exact)
+                    OR EXISTS (SELECT 1 FROM unnest(fn_job__claim_limited.kind_prefixes) AS sp(prefix)
+                                WHERE starts_with(jq.kind, sp.prefix)))
+             ORDER BY jq.priority DESC, jq.run_at, jq.id
+             LIMIT least(fn_job__claim_limited.batch, v_limit.max_in_progress,  -- NULLs ignored
+                         CASE WHEN v_limit.rate IS NOT NULL
+                              THEN ceil(fn_job__limit_burst(v_limit.rate, v_limit.per_seconds)) END)
+               FOR UPDATE OF jq SKIP LOCKED);
+        IF cardinality(v_cand) = 0 THEN
+            ids := '{}';  -- nothing ready: no lock taken, no token spent
+            RETURN;
+        END IF;
+    END IF;
+
+    SELECT l.* INTO v_limit
+      FROM job_queue_limit AS l
+     WHERE l.queue = fn_job__claim_limited.queue
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;  -- ids NULL: the limit went away meanwhile, the caller claims the queue unlimited
+    END IF;
+    v_now := clock_timestamp();  -- after the lock: the previous holder's tokens are spent
+
+    v_tokens := fn_job__limit_tokens(v_limit.tokens, v_limit.refilled_at, v_limit.rate,
+                                     v_limit.per_seconds, v_now);
+    IF v_tokens IS NOT NULL THEN
+        v_allow := least(v_allow, floor(v_tokens)::integer);
+    END IF;
+    IF v_limit.max_in_progress IS NOT NULL AND v_allow > 0 THEN
+        SELECT count(*) INTO v_running
+          FROM job_queue AS jq
+         WHERE jq.status = 'in_progress' AND jq.queue = fn_job__claim_limited.queue;
+        v_allow := least(v_allow, greatest(v_limit.max_in_progress - v_running, 0)::integer);
+    END IF;
+    -- The rate holds this claim back when the tokens are what bounds it: then wait_seconds says
+    -- when the bucket is full again, so the worker claims then rather than at its next poll
+    -- (fewer claims, each taking a burst, and no tokens lost to a full bucket meanwhile).
+    v_by_rate := v_tokens IS NOT NULL AND v_allow = floor(v_tokens) AND v_allow < fn_job__claim_limited.batch;
+    IF v_allow <= 0 THEN
+        ids := '{}';
+        IF v_by_rate THEN  -- the time the bucket takes to refill to its burst
+            wait_seconds := (fn_job__limit_burst(v_limit.rate, v_limit.per_seconds) - v_tokens)
+                            * v_limit.per_seconds / v_limit.rate;
+        END IF;
+        RETURN;
+    END IF;
+    v_window := 4 * v_allow + 16;
+    v_keys := v_keys[1:v_window];
+
+    IF cardinality(v_keys) = 0 THEN
+        v_ids := v_cand[1:v_allow];
+    ELSE
     WITH keys AS (
         SELECT u.key, u.ord FROM unnest(v_keys) WITH ORDINALITY AS u(key, ord)
     ), running AS (
@@ -184,6 +226,7 @@ BEGIN
     v_ids := ARRAY(SELECT jq.id FROM job_queue AS jq
                     WHERE jq.id = ANY (v_picked) AND jq.status = 'queued'
                       FOR UPDATE SKIP LOCKED);
+    END IF;
     ids := v_ids;
     IF cardinality(v_ids) = 0 THEN
         RETURN;
@@ -193,11 +236,16 @@ BEGIN
                          - (v_tokens - cardinality(v_ids))) * v_limit.per_seconds / v_limit.rate;
     END IF;
 
-    UPDATE job_queue_limit AS l
-       SET tokens = v_tokens - cardinality(v_ids),  -- NULL without a rate
-           refilled_at = v_now,
-           cursor_key = coalesce(v_last, l.cursor_key)
-     WHERE l.queue = fn_job__claim_limited.queue;
+    IF v_tokens IS NOT NULL OR v_last IS NOT NULL THEN  -- else nothing of the row changes
+        UPDATE job_queue_limit AS l
+           SET tokens = v_tokens - cardinality(v_ids),  -- NULL without a rate
+               refilled_at = v_now,
+               cursor_key = coalesce(v_last, l.cursor_key)
+         WHERE l.queue = fn_job__claim_limited.queue;
+    END IF;
+    IF cardinality(v_keys) = 0 THEN
+        RETURN;  -- no keyed job claimed: no key's bucket to spend
+    END IF;
     UPDATE job_key_limit AS kl
        SET tokens = fn_job__limit_tokens(kl.tokens, kl.refilled_at, kl.rate, kl.per_seconds, v_now) - t.n,
            refilled_at = v_now

@@ -46,7 +46,9 @@ BEGIN
     END IF;
 
     v_plain := v_queues;
-    v_limited := ARRAY(SELECT l.queue FROM job_queue_limit AS l WHERE l.queue = ANY (v_queues));
+    -- In queue order: claims of several limited queues take their locks in one order (no deadlock).
+    v_limited := ARRAY(SELECT l.queue FROM job_queue_limit AS l WHERE l.queue = ANY (v_queues)
+                        ORDER BY l.queue);
     IF cardinality(v_limited) > 0 AND fn_config_enabled('queue.limits.enabled') THEN
         v_ids := '{}';
         FOREACH v_queue IN ARRAY v_limited LOOP
