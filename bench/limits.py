@@ -5,7 +5,9 @@
    process, as bench/drain.py runs it): phases 0–4 without phase 8 (``base``); phase 8 applied,
    no limit (``p8``); phase 8 with a queue cap, a rate, and both, far above what the drain
    reaches (``cap``, ``rate``, ``cap+rate``: the limit is not the bottleneck). Ratios of
-   medians: p8 ÷ base (issue: ≥ 0.97), each limited ÷ p8 (issue: ≥ 0.85).
+   medians: p8 ÷ base (issue: ≥ 0.97), each limited ÷ p8 (issue: ≥ 0.85). Then the claim alone
+   on one connection per database (no worker, no contention): its median latency in base, p8
+   and a third database with phase 8 and a cap (each database drained by its own claims only).
 2. Rate: 200/s on a queue with a backlog of 8,000 no-op jobs and 8 workers × 50 slots on 2
    processes at the default poll interval; jobs started in the 30 s from the first (issue:
    6,000 ± 2 %).
@@ -118,6 +120,45 @@ def drains(
 def median(runs: list[Measurement]) -> float | None:
     rates = [r.jobs_per_s for r in runs if r.verified and r.jobs_per_s]
     return statistics.median(rates) if rates else None
+
+
+def claim_latency(dsns: dict[str, str], rounds: int, calls: int) -> dict[str, float]:
+    """Median ms of fn_job_claim(batch => 32) on one connection per database (each batch then
+    marked done), the databases taken in turn block by block; "cap" has a cap far above."""
+    samples: dict[str, list[float]] = {name: [] for name in dsns}
+    conns = {name: psycopg.connect(dsn, autocommit=True) for name, dsn in dsns.items()}
+    try:
+        for name, conn in conns.items():
+            conn.execute("TRUNCATE conveyor.job_queue")
+            conn.execute(
+                "INSERT INTO conveyor.job_queue (queue, kind, payload, status, run_at)"
+                " SELECT 'default', %s, '{}', 'queued', now()"
+                "   FROM generate_series(1, %s)",
+                (KIND, 32 * calls * rounds + 1000),
+            )
+            conn.execute("VACUUM ANALYZE conveyor.job_queue")
+            if name == "cap":
+                conn.execute(VARIANTS["cap"] or "")
+        for _ in range(rounds):
+            for name, conn in conns.items():
+                for n in range(calls):
+                    started = time.perf_counter()
+                    row = conn.execute(
+                        "SELECT conveyor.fn_job_claim(worker => 'bench', batch => 32)"
+                    ).fetchone()
+                    if n >= 20:  # past the plan cache's first calls
+                        samples[name].append(time.perf_counter() - started)
+                    assert row is not None
+                    ids = [int(job["job_id"]) for job in row[0]["jobs"]]
+                    conn.execute(
+                        "UPDATE conveyor.job_queue SET status = 'succeeded', finished_at = now()"
+                        " WHERE id = ANY(%s)",
+                        (ids,),
+                    )
+    finally:
+        for conn in conns.values():
+            conn.close()
+    return {name: statistics.median(values) * 1000 for name, values in samples.items()}
 
 
 # ---------------------------------------------------------------------------------- 2. rate
@@ -251,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with (
         scratch(args.dsn, (0, 1, 2, 3, 4), "base") as base,
         scratch(args.dsn, (0, 1, 2, 3, 4, 8), "p8") as p8,
+        scratch(args.dsn, (0, 1, 2, 3, 4, 8), "cap") as cap,
     ):
         if "drain" not in skip:
             print(f"drain, {args.jobs:,} no-op jobs per run, {setting}:", flush=True)
@@ -263,6 +305,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cells += [f"{value / d:.3f}" if value and d else "-" for d in (b, p)]
                 print(f"| {name} | {' | '.join(cells)} |")
             ok = ok and all(m.verified for r in runs.values() for m in r)
+            ms = claim_latency({"base": base, "p8": p8, "cap": cap}, args.rounds, calls=200)
+            print(
+                "\nfn_job_claim(batch => 32), one connection, median ms: "
+                + ", ".join(f"{name} {value:.3f}" for name, value in ms.items())
+                + f"; base ÷ p8 (no limit) {ms['base'] / ms['p8']:.3f},"
+                f" p8 ÷ cap {ms['p8'] / ms['cap']:.3f} (speed ratios)",
+                flush=True,
+            )
         if "rate" not in skip:
             delivered, poll = rate_run(
                 p8, args.rate, args.seconds, int(args.rate * args.seconds * 1.4)
