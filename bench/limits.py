@@ -4,7 +4,8 @@
 1. Drain, interleaved round by round (each run is ``adapter.py --scenario drain`` in a fresh
    process, as bench/drain.py runs it): phases 0–4 without phase 8 (``base``); phase 8 applied,
    no limit (``p8``); phase 8 with a queue cap, a rate, and both, far above what the drain
-   reaches (``cap``, ``rate``, ``cap+rate``: the limit is not the bottleneck). Ratios of
+   reaches (``cap``, ``rate``, ``cap+rate``), and a cap of twice the workers' slots (``cap 256``
+   for the default 2 x 64): the limit is not the bottleneck. Ratios of
    medians: p8 ÷ base (issue: ≥ 0.97), each limited ÷ p8 (issue: ≥ 0.85). Then the claim alone
    on one connection per database (no worker, no contention): its median latency in base, p8
    and a third database with phase 8 and a cap (each database drained by its own claims only).
@@ -54,6 +55,8 @@ VARIANTS: dict[str, LiteralString | None] = {
     "base": None,
     "p8": None,
     "cap": "SELECT conveyor.fn_job_queue_limit('default', max_in_progress => 1000000)",
+    # twice the default setting's slots (2 processes x 64): in reach, never reached
+    "cap 256": "SELECT conveyor.fn_job_queue_limit('default', max_in_progress => 256)",
     "rate": "SELECT conveyor.fn_job_queue_limit('default', rate => 1000000, per_seconds => 1)",
     "cap+rate": "SELECT conveyor.fn_job_queue_limit('default', max_in_progress => 1000000,"
     " rate => 1000000, per_seconds => 1)",

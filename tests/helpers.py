@@ -113,7 +113,7 @@ def conveyor_processes(
 def set_flag(conn: psycopg.Connection[Any], key: str, value: Any) -> None:
     """Set a dot_config key directly (tests only; users go through fn_config_set)."""
     conn.execute(
-        "UPDATE conveyor.dot_config SET value = %s WHERE key = %s",
+        "UPDATE conveyor.dot_config SET value = %s, updated_at = now() WHERE key = %s",
         (Jsonb(value), key),
     )
 

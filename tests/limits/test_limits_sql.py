@@ -142,6 +142,40 @@ def test_keys_are_served_round_robin_across_claims_of_one(sql: Conn, queue: str)
     assert order == ["a", "b", "c", "a", "b", "c"]
 
 
+def test_the_in_progress_bound_counts_again_once_jobs_finish_near_the_cap(
+    sql: Conn, queue: str
+) -> None:
+    # claims keep an upper bound of the jobs in progress (counted, plus every job claimed
+    # since); near the cap they count again, so finished jobs give their slots back
+    enqueue(sql, queue, 30)
+    scalar(sql, "SELECT fn_job_queue_limit(%s, max_in_progress => 12)", (queue,))
+    first = claim(sql, queue, 4)
+    second = claim(sql, queue, 4)
+    assert len(first) == len(second) == 4
+    bound = "SELECT running_bound FROM job_queue_limit WHERE queue = %s"
+    assert scalar(sql, bound, (queue,)) == 8
+    finish(sql, first + second)
+
+    assert len(claim(sql, queue, 8)) == 8  # the bound (8) would have allowed 4: it counted
+    assert scalar(sql, bound, (queue,)) == 8
+    assert len(claim(sql, queue, 8)) == 4  # 8 in progress, cap 12
+
+
+def test_the_in_progress_bound_counts_again_after_the_flag_was_off(sql: Conn, queue: str) -> None:
+    # while the flag is off claims ignore the limits and do not add to the bound: switching
+    # it on (fn_config_set stamps updated_at) makes the next claim count, not trust the bound
+    enqueue(sql, queue, 120)
+    scalar(sql, "SELECT fn_job_queue_limit(%s, max_in_progress => 100)", (queue,))
+    assert len(claim(sql, queue, 3)) == 3
+    scalar(sql, "SELECT fn_config_set('queue.limits.enabled', 'false')")
+    try:
+        assert len(claim(sql, queue, 90)) == 90
+    finally:
+        scalar(sql, "SELECT fn_config_set('queue.limits.enabled', 'true')")
+
+    assert len(claim(sql, queue, 10)) == 7  # 93 in progress, cap 100; the bound said 3
+
+
 def test_limits_are_ignored_while_the_flag_is_off_and_setting_them_is_refused(
     sql: Conn, queue: str
 ) -> None:

@@ -41,6 +41,7 @@ DECLARE
     v_cand    bigint[];
     v_last    text;
     v_by_rate boolean;
+    v_counted boolean := false;
 BEGIN
     -- First without the lock: the keys with backlog after the cursor (a hint of fairness, read
     -- as committed), and with none, the rows to claim.
@@ -138,9 +139,22 @@ BEGIN
         v_allow := least(v_allow, floor(v_tokens)::integer);
     END IF;
     IF v_limit.max_in_progress IS NOT NULL AND v_allow > 0 THEN
-        SELECT count(*) INTO v_running
-          FROM job_queue AS jq
-         WHERE jq.status = 'in_progress' AND jq.queue = fn_job__claim_limited.queue;
+        -- Counting the jobs in progress is the costly part under the lock (every job ever in
+        -- progress since the last vacuum has an entry in the index it walks), so the row keeps
+        -- an upper bound: the count at bound_at plus every job claimed since, all by claims that
+        -- held this lock (only claims put jobs in progress; finishing, requeueing and cancelling
+        -- only take them out). While the bound leaves room for the whole allowance it is used as
+        -- the count; else, or once queue.limits.enabled changed (claims ignored the limits
+        -- meanwhile), the claim counts.
+        v_running := v_limit.running_bound;
+        IF v_running IS NULL OR v_running + v_allow > v_limit.max_in_progress
+           OR NOT coalesce(v_limit.bound_at > (SELECT dc.updated_at FROM dot_config AS dc
+                                                WHERE dc.key = 'queue.limits.enabled'), false) THEN
+            SELECT count(*) INTO v_running
+              FROM job_queue AS jq
+             WHERE jq.status = 'in_progress' AND jq.queue = fn_job__claim_limited.queue;
+            v_counted := true;
+        END IF;
         v_allow := least(v_allow, greatest(v_limit.max_in_progress - v_running, 0)::integer);
     END IF;
     -- The rate holds this claim back when the tokens are what bounds it: then wait_seconds says
@@ -236,11 +250,13 @@ BEGIN
                          - (v_tokens - cardinality(v_ids))) * v_limit.per_seconds / v_limit.rate;
     END IF;
 
-    IF v_tokens IS NOT NULL OR v_last IS NOT NULL THEN  -- else nothing of the row changes
+    IF v_tokens IS NOT NULL OR v_last IS NOT NULL OR v_running IS NOT NULL THEN
         UPDATE job_queue_limit AS l
            SET tokens = v_tokens - cardinality(v_ids),  -- NULL without a rate
                refilled_at = v_now,
-               cursor_key = coalesce(v_last, l.cursor_key)
+               cursor_key = coalesce(v_last, l.cursor_key),
+               running_bound = v_running + cardinality(v_ids),  -- NULL without a cap
+               bound_at = CASE WHEN v_counted THEN v_now ELSE l.bound_at END
          WHERE l.queue = fn_job__claim_limited.queue;
     END IF;
     IF cardinality(v_keys) = 0 THEN

@@ -32,6 +32,8 @@ CREATE TABLE conveyor.job_queue_limit (
     tokens              numeric,
     refilled_at         timestamptz NOT NULL DEFAULT now(),
     cursor_key          text,
+    running_bound       integer,
+    bound_at            timestamptz,
     updated_at          timestamptz NOT NULL DEFAULT now(),
     updated_by          text        NOT NULL DEFAULT session_user,
     CONSTRAINT job_queue_limit_pkey PRIMARY KEY (queue),
@@ -46,6 +48,8 @@ COMMENT ON COLUMN conveyor.job_queue_limit.key_max_in_progress IS 'Cap of every 
 COMMENT ON COLUMN conveyor.job_queue_limit.tokens IS 'Token bucket of the rate at refilled_at (fn_job__limit_tokens).';
 COMMENT ON COLUMN conveyor.job_queue_limit.refilled_at IS 'When tokens was last computed.';
 COMMENT ON COLUMN conveyor.job_queue_limit.cursor_key IS 'Last key served: the next claim starts after it (round robin).';
+COMMENT ON COLUMN conveyor.job_queue_limit.running_bound IS 'At least the queue''s jobs in progress: counted at bound_at, plus every job claimed since (fn_job__claim_limited); NULL = count.';
+COMMENT ON COLUMN conveyor.job_queue_limit.bound_at IS 'When running_bound was last counted; a claim counts again when queue.limits.enabled changed since.';
 
 CREATE TABLE conveyor.job_key_limit (
     queue           text        NOT NULL,
