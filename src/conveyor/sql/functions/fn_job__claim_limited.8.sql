@@ -42,6 +42,7 @@ DECLARE
     v_last    text;
     v_by_rate boolean;
     v_counted boolean := false;
+    v_key_caps boolean;
 BEGIN
     -- First without the lock: the keys with backlog after the cursor (a hint of fairness, read
     -- as committed), and with none, the rows to claim.
@@ -175,12 +176,17 @@ BEGIN
     IF cardinality(v_keys) = 0 THEN
         v_ids := v_cand[1:v_allow];
     ELSE
+    v_key_caps := v_limit.key_max_in_progress IS NOT NULL
+                  OR EXISTS (SELECT 1 FROM job_key_limit AS kl
+                              WHERE kl.queue = fn_job__claim_limited.queue
+                                AND kl.max_in_progress IS NOT NULL);
     WITH keys AS (
         SELECT u.key, u.ord FROM unnest(v_keys) WITH ORDINALITY AS u(key, ord)
-    ), running AS (
+    ), running AS (  -- counted only when some key has a cap (else a one-time filter skips it)
         SELECT jq.concurrency_key AS key, count(*) AS n
           FROM job_queue AS jq
-         WHERE jq.status = 'in_progress' AND jq.queue = fn_job__claim_limited.queue
+         WHERE v_key_caps
+           AND jq.status = 'in_progress' AND jq.queue = fn_job__claim_limited.queue
            AND jq.concurrency_key = ANY (v_keys)
          GROUP BY jq.concurrency_key
     ), allowed AS (
