@@ -168,17 +168,22 @@ def settle(dsn: str, vacuum: bool) -> None:
         print(f"[conveyor-bench] settle skipped: {error}", file=sys.stderr)
 
 
-def job(seq: int) -> dict[str, Any]:
-    """One enqueue_many item: the no-op kind, carrying its seq."""
-    return {"kind": KIND, "payload": {"seq": seq}}
+def job(seq: int, keys: int = 0) -> dict[str, Any]:
+    """One enqueue_many item: the no-op kind, carrying its seq (and with *keys*, the
+    concurrency_key ``k<seq mod keys>``: phase 8)."""
+    item: dict[str, Any] = {"kind": KIND, "payload": {"seq": seq}}
+    if keys:
+        item["concurrency_key"] = f"k{seq % keys}"
+    return item
 
 
-def insert_backlog(dsn: str, n: int) -> float:
+def insert_backlog(dsn: str, n: int, keys: int = 0) -> float:
     """Enqueue seqs 0..n-1 with enqueue_many; return the seconds it took."""
     started = time.perf_counter()
     with conveyor.connect(dsn, autocommit=True, application_name="conveyor-bench") as conn:
         for first in range(0, n, BACKLOG_CHUNK):
-            jobs.enqueue_many(conn, [job(s) for s in range(first, min(first + BACKLOG_CHUNK, n))])
+            chunk = range(first, min(first + BACKLOG_CHUNK, n))
+            jobs.enqueue_many(conn, [job(s, keys) for s in chunk])
     return time.perf_counter() - started
 
 
@@ -437,7 +442,7 @@ def scenario_drain(args: argparse.Namespace, plan: WorkerPlan) -> dict[str, Any]
     """Time P released workers from release until conveyor's tables hold no unfinished job."""
     n = args.jobs
     reset(args.dsn)
-    insert_seconds = insert_backlog(args.dsn, n)
+    insert_seconds = insert_backlog(args.dsn, n, args.keys)
     with harness_connection(args.dsn) as conn:
         before = unfinished(conn)
     if before != n:
@@ -629,6 +634,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle", type=float, default=1.5)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--label", default=None)
+    parser.add_argument(
+        "--keys",
+        type=int,
+        default=0,
+        help="drain: spread the backlog over this many concurrency keys (needs phase 8)",
+    )
     defaults = WorkerConfig()
     parser.add_argument("--poll-interval", type=float, default=defaults.poll_interval)
     parser.add_argument("--lease-seconds", type=int, default=defaults.lease_seconds)

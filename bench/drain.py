@@ -16,6 +16,7 @@ import json
 import statistics
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,12 @@ class Measurement:
     error: str | None
 
 
-def measure(dsn: str, setting: Setting, jobs: int, timeout: float) -> Measurement:
-    """One drain run of the adapter in a fresh process; its JSON line turned into a row."""
+def measure(
+    dsn: str, setting: Setting, jobs: int, timeout: float, extra: Sequence[str] = ()
+) -> Measurement:
+    """One drain run of the adapter in a fresh process; its JSON line turned into a row.
+
+    *extra*: more adapter arguments (bench/limits.py: ``--keys K``)."""
     command = [
         sys.executable,
         str(ADAPTER),
@@ -72,6 +77,7 @@ def measure(dsn: str, setting: Setting, jobs: int, timeout: float) -> Measuremen
         str(setting.batch),
         "--timeout",
         str(timeout),
+        *extra,
     ]
     result = run_adapter(command, timeout + 120)
     return Measurement(

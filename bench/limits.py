@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Limits (phase 8) measured side by side in one run, on two scratch databases of one server.
+"""Limits (phase 8) measured side by side in one run, on three scratch databases of one server.
 
 1. Drain, interleaved round by round (each run is ``adapter.py --scenario drain`` in a fresh
    process, as bench/drain.py runs it): phases 0–4 without phase 8 (``base``); phase 8 applied,
    no limit (``p8``); phase 8 with a queue cap, a rate, and both, far above what the drain
    reaches (``cap``, ``rate``, ``cap+rate``), and a cap of twice the workers' slots (``cap 256``
-   for the default 2 x 64): the limit is not the bottleneck. Ratios of
-   medians: p8 ÷ base (issue: ≥ 0.97), each limited ÷ p8 (issue: ≥ 0.85). Then the claim alone
+   for the default 2 x 64): the limit is not the bottleneck. Then with the backlog spread over
+   --keys concurrency keys (default 100): no limit, a queue cap (keys taken in turn), a cap of
+   every key (``keys``, ``keys+cap``, ``keys+keycap``). Ratios of medians: p8 ÷ base (issue:
+   ≥ 0.97), each limited ÷ p8 and the keyed ones ÷ keys (issue: ≥ 0.85). Then the claim alone
    on one connection per database (no worker, no contention): its median latency in base, p8
    and a third database with phase 8 and a cap (each database drained by its own claims only).
 2. Rate: 200/s on a queue with a backlog of 8,000 no-op jobs and 8 workers × 50 slots on 2
@@ -61,6 +63,13 @@ VARIANTS: dict[str, LiteralString | None] = {
     "cap+rate": "SELECT conveyor.fn_job_queue_limit('default', max_in_progress => 1000000,"
     " rate => 1000000, per_seconds => 1)",
 }
+# the same with the backlog spread over --keys concurrency keys: no limit (claims ignore the
+# keys), a queue cap (keys taken in turn), a cap of every key (and the jobs in progress per key)
+KEYED: dict[str, LiteralString | None] = {
+    "keys": None,
+    "keys+cap": VARIANTS["cap"],
+    "keys+keycap": "SELECT conveyor.fn_job_key_limit('default', NULL, max_in_progress => 1000000)",
+}
 CLEAR: LiteralString = (
     "DELETE FROM conveyor.job_key_limit WHERE queue = 'default';"
     " DELETE FROM conveyor.job_queue_limit WHERE queue = 'default'"
@@ -99,21 +108,24 @@ def scratch(server: str, phases: Sequence[int], label: str) -> Iterator[str]:
 
 
 def drains(
-    base: str, p8: str, setting: Setting, jobs: int, rounds: int
+    base: str, p8: str, setting: Setting, jobs: int, rounds: int, keys: int
 ) -> dict[str, list[Measurement]]:
-    runs: dict[str, list[Measurement]] = {name: [] for name in VARIANTS}
+    plan = [(name, limit, 0) for name, limit in VARIANTS.items()]
+    plan += [(name, limit, keys) for name, limit in KEYED.items() if keys]
+    runs: dict[str, list[Measurement]] = {name: [] for name, _, _ in plan}
     for n in range(rounds):
-        for name, limit in VARIANTS.items():
+        for name, limit, spread in plan:
             dsn = base if name == "base" else p8
             with psycopg.connect(p8, autocommit=True) as conn:
                 conn.execute(CLEAR)
                 if limit is not None:
                     conn.execute(limit)
-            run = measure(dsn, setting, jobs, timeout=300)
+            extra = ["--keys", str(spread)] if spread else []
+            run = measure(dsn, setting, jobs, timeout=300, extra=extra)
             runs[name].append(run)
             rate = f"{run.jobs_per_s:,.0f}" if run.jobs_per_s else "-"
             print(
-                f"  round {n + 1} {name:<9} {rate:>8} jobs/s  verified {run.verified}", flush=True
+                f"  round {n + 1} {name:<11} {rate:>8} jobs/s  verified {run.verified}", flush=True
             )
     with psycopg.connect(p8, autocommit=True) as conn:
         conn.execute(CLEAR)
@@ -285,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--slots", type=int, default=64)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--keys", type=int, default=100, help="keyed drains' keys; 0: none")
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--skip", choices=("drain", "rate", "fairness"), action="append")
@@ -299,13 +312,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         if "drain" not in skip:
             print(f"drain, {args.jobs:,} no-op jobs per run, {setting}:", flush=True)
-            runs = drains(base, p8, setting, args.jobs, args.rounds)
+            runs = drains(base, p8, setting, args.jobs, args.rounds, args.keys)
             medians = {name: median(r) for name, r in runs.items()}
-            print("\n| variant | median jobs/s | ÷ base | ÷ p8 (no limit) |\n|---|---:|---:|---:|")
+            print(
+                "\n| variant | median jobs/s | ÷ base | ÷ p8 (no limit) |"
+                " ÷ keys (keyed, no limit) |"
+                "\n|---|---:|---:|---:|---:|"
+            )
             for name, value in medians.items():
-                b, p = medians["base"], medians["p8"]
+                b, p, k = medians["base"], medians["p8"], medians.get("keys")
                 cells = [f"{value:,.0f}" if value else "-"]
-                cells += [f"{value / d:.3f}" if value and d else "-" for d in (b, p)]
+                cells += [f"{value / d:.3f}" if value and d else "-" for d in (b, p, k)]
                 print(f"| {name} | {' | '.join(cells)} |")
             ok = ok and all(m.verified for r in runs.values() for m in r)
             ms = claim_latency({"base": base, "p8": p8, "cap": cap}, args.rounds, calls=200)

@@ -1,20 +1,20 @@
 -- fn_job__claim_limited: private helper of fn_job__claim_rows (phase 8): pick and lock up to
 -- batch ready jobs of one queue that has a job_queue_limit row, within its limits, and return
 -- their ids (the caller's UPDATE leases them in the same transaction), and wait_seconds when the
--- queue's rate held the claim back (else NULL): how long until the bucket is full again. The queue's limit row is
--- locked FOR UPDATE first, so limited claims of one queue run one after the other until their
--- transactions commit: the in-progress count each one reads includes every earlier claim, and
--- no number of workers can overrun a cap. In progress means status in_progress: a job whose
--- lease expired keeps its slot until fn_job_lease_reaper requeues it.
+-- queue's rate held the claim back (else NULL): how long until the bucket is full again.
+-- The queue's limit row is locked FOR UPDATE, so limited claims of one queue count, lease and
+-- commit one after the other: the in-progress figure each one reads includes every earlier
+-- claim, and no number of workers can overrun a cap. The rows are picked before that lock (and
+-- an empty queue takes none) unless a key has limits of its own, whose counts and tokens must be
+-- read under it. In progress means status in_progress: a job whose lease expired keeps its slot
+-- until fn_job_lease_reaper requeues it.
 --   allowance = least(batch, max_in_progress − in progress, queue tokens)
 --   per key   = least(allowance, key cap − key in progress, key tokens); the key cap is the
 --               key's job_key_limit row or the queue's key_max_in_progress (every key)
--- Fairness: keys with backlog are taken in turn, round robin from the queue's cursor_key (the
--- last key served): the rows are ranked within their key and taken rank by rank, so one claim
--- takes at most one job per key before it takes a second from any. At most 4 × allowance + 16
--- keys are looked at per claim (a loose index scan of job_queue_key_idx), so a claim costs
--- O(allowance), not O(keys) or O(backlog). Jobs without a key form one more group, found in the
--- first 4 × allowance + 16 ready rows of the claim index.
+-- Fairness (fn_job__claim_keys): keys with backlog are taken in turn, round robin from the
+-- queue's cursor_key (the last key served). At most 4 × allowance + 16 keys are looked at per
+-- claim (a loose index scan of job_queue_key_idx), so a claim costs O(allowance), not O(keys)
+-- or O(backlog).
 CREATE OR REPLACE FUNCTION conveyor.fn_job__claim_limited(
     queue         text,
     kinds         text[],
@@ -36,13 +36,15 @@ DECLARE
     v_running bigint;
     v_window  integer;
     v_keys    text[];
-    v_picked  bigint[];
     v_ids     bigint[];
     v_cand    bigint[];
     v_last    text;
     v_by_rate boolean;
     v_counted boolean := false;
     v_key_caps boolean;
+    v_key_free boolean;
+    v_pre     integer;
+    v_per     integer;
 BEGIN
     -- First without the lock: the keys with backlog after the cursor (a hint of fairness, read
     -- as committed), and with none, the rows to claim.
@@ -52,7 +54,19 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;  -- ids NULL: no limit (any more), the caller claims the queue unlimited
     END IF;
-    v_window := 4 * fn_job__claim_limited.batch + 16;
+    -- At most what the cap or the bucket could ever allow (least ignores NULLs).
+    v_pre := least(fn_job__claim_limited.batch, v_limit.max_in_progress,
+                   CASE WHEN v_limit.rate IS NOT NULL
+                        THEN ceil(fn_job__limit_burst(v_limit.rate, v_limit.per_seconds)) END);
+    v_key_caps := v_limit.key_max_in_progress IS NOT NULL
+                  OR EXISTS (SELECT 1 FROM job_key_limit AS kl
+                              WHERE kl.queue = fn_job__claim_limited.queue
+                                AND kl.max_in_progress IS NOT NULL);
+    v_key_free := NOT v_key_caps AND NOT EXISTS (SELECT 1 FROM job_key_limit AS kl
+                                                  WHERE kl.queue = fn_job__claim_limited.queue);
+    -- Without limits of its own every key with backlog gives at least one row (16 more for rows
+    -- not ready yet or of other kinds); with them, some may give none.
+    v_window := CASE WHEN v_key_free THEN v_pre + 16 ELSE 4 * fn_job__claim_limited.batch + 16 END;
     -- Keys with queued rows, in key order after the cursor, then from the start up to it.
     v_keys := ARRAY(
         WITH RECURSIVE k(key) AS (
@@ -115,14 +129,24 @@ BEGIN
                     OR EXISTS (SELECT 1 FROM unnest(fn_job__claim_limited.kind_prefixes) AS sp(prefix)
                                 WHERE starts_with(jq.kind, sp.prefix)))
              ORDER BY jq.priority DESC, jq.run_at, jq.id
-             LIMIT least(fn_job__claim_limited.batch, v_limit.max_in_progress,  -- NULLs ignored
-                         CASE WHEN v_limit.rate IS NOT NULL
-                              THEN ceil(fn_job__limit_burst(v_limit.rate, v_limit.per_seconds)) END)
+             LIMIT v_pre
                FOR UPDATE OF jq SKIP LOCKED);
-        IF cardinality(v_cand) = 0 THEN
-            ids := '{}';  -- nothing ready: no lock taken, no token spent
-            RETURN;
-        END IF;
+    ELSIF v_key_free THEN
+        -- No key has limits of its own: the fair order needs nothing read under the lock.
+        v_per := ceil(v_pre::numeric / cardinality(v_keys))::integer + 1;
+        LOOP  -- few rows of each key first; every key's full share if that left it short
+            SELECT k.ids, k.last_key INTO v_cand, v_last
+              FROM fn_job__claim_keys(fn_job__claim_limited.queue, fn_job__claim_limited.kinds,
+                                      fn_job__claim_limited.kind_exact,
+                                      fn_job__claim_limited.kind_prefixes, v_keys, v_pre,
+                                      4 * v_pre + 16, v_per, NULL, false, clock_timestamp()) AS k;
+            EXIT WHEN cardinality(v_cand) >= v_pre OR v_per >= v_pre;
+            v_per := v_pre;
+        END LOOP;
+    END IF;
+    IF cardinality(v_cand) = 0 THEN
+        ids := '{}';  -- nothing ready: no lock taken, no token spent
+        RETURN;
     END IF;
 
     SELECT l.* INTO v_limit
@@ -171,81 +195,25 @@ BEGIN
         RETURN;
     END IF;
     v_window := 4 * v_allow + 16;
-    v_keys := v_keys[1:v_window];
 
-    IF cardinality(v_keys) = 0 THEN
+    IF v_cand IS NOT NULL THEN  -- picked before the lock: the first of them, as allowed
         v_ids := v_cand[1:v_allow];
-    ELSE
-    v_key_caps := v_limit.key_max_in_progress IS NOT NULL
-                  OR EXISTS (SELECT 1 FROM job_key_limit AS kl
-                              WHERE kl.queue = fn_job__claim_limited.queue
-                                AND kl.max_in_progress IS NOT NULL);
-    WITH keys AS (
-        SELECT u.key, u.ord FROM unnest(v_keys) WITH ORDINALITY AS u(key, ord)
-    ), running AS (  -- counted only when some key has a cap (else a one-time filter skips it)
-        SELECT jq.concurrency_key AS key, count(*) AS n
-          FROM job_queue AS jq
-         WHERE v_key_caps
-           AND jq.status = 'in_progress' AND jq.queue = fn_job__claim_limited.queue
-           AND jq.concurrency_key = ANY (v_keys)
-         GROUP BY jq.concurrency_key
-    ), allowed AS (
-        SELECT k.key, k.ord,
-               least(v_allow,
-                     coalesce(kl.max_in_progress, v_limit.key_max_in_progress) - coalesce(r.n, 0),
-                     floor(fn_job__limit_tokens(kl.tokens, kl.refilled_at, kl.rate,
-                                                kl.per_seconds, v_now)))::integer AS n
-          FROM keys AS k
-          LEFT JOIN job_key_limit AS kl
-                 ON kl.queue = fn_job__claim_limited.queue AND kl.concurrency_key = k.key
-          LEFT JOIN running AS r ON r.key = k.key
-    ), candidates AS (
-        SELECT c.id, c.key, c.rank, a.ord
-          FROM allowed AS a
-         CROSS JOIN LATERAL (
-                SELECT w.id, w.key,
-                       row_number() OVER (ORDER BY w.priority DESC, w.run_at, w.id) AS rank
-                  FROM (SELECT jq.id, jq.concurrency_key AS key, jq.priority, jq.run_at
-                          FROM job_queue AS jq
-                         WHERE jq.status = 'queued'
-                           AND jq.queue = fn_job__claim_limited.queue
-                           AND jq.concurrency_key = a.key
-                           AND jq.run_at <= now()
-                           AND (fn_job__claim_limited.kinds IS NULL
-                                OR jq.kind = ANY (fn_job__claim_limited.kinds))
-                           AND (fn_job__claim_limited.kind_exact IS NULL
-                                OR jq.kind = ANY (fn_job__claim_limited.kind_exact)
-                                OR EXISTS (SELECT 1 FROM unnest(fn_job__claim_limited.kind_prefixes) AS sp(prefix)
-                                            WHERE starts_with(jq.kind, sp.prefix)))
-                         ORDER BY jq.priority DESC, jq.run_at, jq.id
-                         LIMIT greatest(a.n, 0)) AS w
-               ) AS c
-        UNION ALL
-        SELECT w.id, NULL, row_number() OVER (ORDER BY w.priority DESC, w.run_at, w.id), 0
-          FROM (SELECT jq.id, jq.priority, jq.run_at, jq.concurrency_key
-                  FROM job_queue AS jq
-                 WHERE jq.status = 'queued'
-                   AND jq.queue = fn_job__claim_limited.queue
-                   AND jq.run_at <= now()
-                   AND (fn_job__claim_limited.kinds IS NULL
-                        OR jq.kind = ANY (fn_job__claim_limited.kinds))
-                   AND (fn_job__claim_limited.kind_exact IS NULL
-                        OR jq.kind = ANY (fn_job__claim_limited.kind_exact)
-                        OR EXISTS (SELECT 1 FROM unnest(fn_job__claim_limited.kind_prefixes) AS sp(prefix)
-                                    WHERE starts_with(jq.kind, sp.prefix)))
-                 ORDER BY jq.priority DESC, jq.run_at, jq.id
-                 LIMIT v_window) AS w
-         WHERE w.concurrency_key IS NULL
-    )
-    SELECT array_agg(t.id ORDER BY t.rank, t.ord), (array_agg(t.key ORDER BY t.rank DESC, t.ord DESC))[1]
-      INTO v_picked, v_last
-      FROM (SELECT c.id, c.key, c.rank, c.ord FROM candidates AS c ORDER BY c.rank, c.ord LIMIT v_allow) AS t;
-
-    -- Only limited claims of this queue pick these rows, and they wait for the lock above; a
-    -- row another statement holds (a cancel) is skipped.
-    v_ids := ARRAY(SELECT jq.id FROM job_queue AS jq
-                    WHERE jq.id = ANY (v_picked) AND jq.status = 'queued'
-                      FOR UPDATE SKIP LOCKED);
+        IF v_last IS NOT NULL AND cardinality(v_ids) < cardinality(v_cand) THEN
+            SELECT jq.concurrency_key INTO v_last FROM job_queue AS jq
+             WHERE jq.id = v_ids[cardinality(v_ids)];
+        END IF;
+    ELSE  -- keys with limits of their own: their counts and tokens are read under the lock
+        v_per := ceil(v_allow::numeric / least(cardinality(v_keys), v_window))::integer + 1;
+        LOOP  -- as above
+            SELECT k.ids, k.last_key INTO v_ids, v_last
+              FROM fn_job__claim_keys(fn_job__claim_limited.queue, fn_job__claim_limited.kinds,
+                                      fn_job__claim_limited.kind_exact,
+                                      fn_job__claim_limited.kind_prefixes, v_keys[1:v_window],
+                                      v_allow, v_window, v_per, v_limit.key_max_in_progress,
+                                      v_key_caps, v_now) AS k;
+            EXIT WHEN cardinality(v_ids) >= v_allow OR v_per >= v_allow;
+            v_per := v_allow;
+        END LOOP;
     END IF;
     ids := v_ids;
     IF cardinality(v_ids) = 0 THEN
@@ -265,8 +233,8 @@ BEGIN
                bound_at = CASE WHEN v_counted THEN v_now ELSE l.bound_at END
          WHERE l.queue = fn_job__claim_limited.queue;
     END IF;
-    IF cardinality(v_keys) = 0 THEN
-        RETURN;  -- no keyed job claimed: no key's bucket to spend
+    IF v_cand IS NOT NULL THEN
+        RETURN;  -- picked before the lock: no key has a bucket to spend
     END IF;
     UPDATE job_key_limit AS kl
        SET tokens = fn_job__limit_tokens(kl.tokens, kl.refilled_at, kl.rate, kl.per_seconds, v_now) - t.n,

@@ -26,6 +26,7 @@ DROP FUNCTION conveyor.fn_job_enqueue(text, jsonb, text, integer, timestamptz, t
 DROP FUNCTION conveyor.fn_job_key_limit(text, text, integer, integer, numeric);
 DROP FUNCTION conveyor.fn_job_queue_limit(text, integer, integer, numeric);
 DROP FUNCTION conveyor.fn_job__claim_limited(text, text[], integer, text[], text[]);
+DROP FUNCTION conveyor.fn_job__claim_keys(text, text[], text[], text[], text[], integer, integer, integer, integer, boolean, timestamptz);
 DROP FUNCTION conveyor.fn_job__limit_check(text, integer, integer, numeric);
 DROP FUNCTION conveyor.fn_job__limit_target(text, text, boolean, text);
 DROP FUNCTION conveyor.fn_job__limit_tokens(numeric, timestamptz, integer, numeric, timestamptz);

@@ -80,6 +80,7 @@ GRANT ALL ON TABLE conveyor.job_queue_limit, conveyor.job_key_limit TO conveyor_
 \ir ../../functions/fn_job__limit_tokens.8.sql
 \ir ../../functions/fn_job__limit_check.8.sql
 \ir ../../functions/fn_job__limit_target.8.sql
+\ir ../../functions/fn_job__claim_keys.8.sql
 \ir ../../functions/fn_job__claim_limited.8.sql
 \ir ../../functions/fn_job__claim_rows.8.sql
 \ir ../../functions/fn_job_queue_limit.8.sql

@@ -38,6 +38,7 @@ SELECT 'objects: column, index, tables, view and functions of phase 8 exist',
                    'conveyor.fn_job__claim_limited(text, text[], integer, text[], text[])',
                    'conveyor.fn_job__limit_tokens(numeric, timestamptz, integer, numeric, timestamptz)',
                    'conveyor.fn_job__limit_burst(integer, numeric)',
+                   'conveyor.fn_job__claim_keys(text, text[], text[], text[], text[], integer, integer, integer, integer, boolean, timestamptz)',
                    'conveyor.fn_job__limit_check(text, integer, integer, numeric)',
                    'conveyor.fn_job__limit_target(text, text, boolean, text)',
                    'conveyor.fn_job_enqueue(text, jsonb, text, integer, timestamptz, text, integer, text)']) AS x(name)
