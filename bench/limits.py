@@ -37,9 +37,10 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import LiteralString
+from typing import Any, LiteralString
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import conveyor
@@ -104,6 +105,32 @@ def scratch(server: str, phases: Sequence[int], label: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def backlog(
+    conn: psycopg.Connection[Any],
+    queue: str,
+    count: int,
+    *,
+    key: str | None = None,
+    keys: int = 1,
+    age: float = 0,
+) -> None:
+    """*count* queued no-op jobs on *queue* with a set-based INSERT (seq 1..count in the payload),
+    run_at *age* seconds ago; with *key* (phase 8), spread over the keys ``<key><seq mod keys>``."""
+    column: sql.Composable = sql.SQL("")
+    value: sql.Composable = sql.SQL("")
+    if key is not None:
+        column = sql.SQL(", concurrency_key")
+        value = sql.SQL(", {} || (g % {})").format(key, keys)
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO conveyor.job_queue (queue, kind, payload, status, run_at{})"
+            " SELECT {}, {}, jsonb_build_object('seq', g), 'queued',"
+            "        now() - make_interval(secs => {}){}"
+            "   FROM generate_series(1, {}) AS g"
+        ).format(column, queue, KIND, age, value, count)
+    )
+
+
 # ---------------------------------------------------------------------------------- 1. drain
 
 
@@ -145,12 +172,7 @@ def claim_latency(dsns: dict[str, str], rounds: int, calls: int) -> dict[str, fl
     try:
         for name, conn in conns.items():
             conn.execute("TRUNCATE conveyor.job_queue")
-            conn.execute(
-                "INSERT INTO conveyor.job_queue (queue, kind, payload, status, run_at)"
-                " SELECT 'default', %s, '{}', 'queued', now()"
-                "   FROM generate_series(1, %s)",
-                (KIND, 32 * calls * rounds + 1000),
-            )
+            backlog(conn, "default", 32 * calls * rounds + 1000)
             conn.execute("VACUUM ANALYZE conveyor.job_queue")
             if name == "cap":
                 conn.execute(VARIANTS["cap"] or "")
@@ -200,16 +222,11 @@ async def work(dsn: str, queue: str, workers: int, slots: int) -> None:
     await asyncio.gather(*(w.run() for w in running))
 
 
-def rate_run(dsn: str, rate: int, seconds: float, backlog: int) -> tuple[int, float]:
+def rate_run(dsn: str, rate: int, seconds: float, jobs: int) -> tuple[int, float]:
     """Jobs started in the *seconds* from the first under a rate of *rate*/s; poll interval."""
     queue = f"bench-rate-{uuid.uuid4().hex[:6]}"
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO conveyor.job_queue (queue, kind, payload, status, run_at)"
-            " SELECT %s, %s, jsonb_build_object('seq', g), 'queued', now()"
-            "   FROM generate_series(1, %s) AS g",
-            (queue, KIND, backlog),
-        )
+        backlog(conn, queue, jobs)
         conn.execute(
             "SELECT conveyor.fn_job_queue_limit(%s, rate => %s, per_seconds => 1)", (queue, rate)
         )
@@ -243,18 +260,8 @@ def fairness(dsn: str, big: int, small_keys: int, each: int, batch: int) -> int 
     """The claim (job number) at which the last small key had all its jobs claimed."""
     queue = f"bench-fair-{uuid.uuid4().hex[:6]}"
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO conveyor.job_queue (queue, kind, payload, status, run_at, concurrency_key)"
-            " SELECT %s, %s, '{}', 'queued', now() - interval '1 hour', 'big'"
-            "   FROM generate_series(1, %s)",
-            (queue, KIND, big),
-        )
-        conn.execute(
-            "INSERT INTO conveyor.job_queue (queue, kind, payload, status, run_at, concurrency_key)"
-            " SELECT %s, %s, '{}', 'queued', now(), 'small-' || (g %% %s)"
-            "   FROM generate_series(1, %s) AS g",
-            (queue, KIND, small_keys, small_keys * each),
-        )
+        backlog(conn, queue, big, key="big", age=3600)  # one key, older: first in line
+        backlog(conn, queue, small_keys * each, key="small-", keys=small_keys)
         conn.execute("ANALYZE conveyor.job_queue")
         conn.execute("SELECT conveyor.fn_job_queue_limit(%s, max_in_progress => 1000000)", (queue,))
         left = {f"small-{n}": each for n in range(small_keys)}
@@ -359,4 +366,7 @@ if __name__ == "__main__":
         os.environ.setdefault("PYTHONUNBUFFERED", "1")
         asyncio.run(work(sys.argv[2], sys.argv[3], workers=4, slots=50))
         sys.exit(0)
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except psycopg.OperationalError as error:  # a server that is not there: one line, not a trace
+        sys.exit(f"bench/limits.py: cannot use the database: {str(error).strip().splitlines()[0]}")

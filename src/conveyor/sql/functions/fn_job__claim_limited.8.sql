@@ -12,9 +12,10 @@
 --   per key   = least(allowance, key cap − key in progress, key tokens); the key cap is the
 --               key's job_key_limit row or the queue's key_max_in_progress (every key)
 -- Fairness (fn_job__claim_keys): keys with backlog are taken in turn, round robin from the
--- queue's cursor_key (the last key served). At most 4 × allowance + 16 keys are looked at per
--- claim (a loose index scan of job_queue_key_idx), so a claim costs O(allowance), not O(keys)
--- or O(backlog).
+-- queue's cursor_key (the last key served). At most allowance + 16 keys are looked at per claim
+-- (4 × allowance + 16 when keys have limits of their own, which may leave some with none: a
+-- loose index scan of job_queue_key_idx), so a claim costs O(allowance), not O(keys) or
+-- O(backlog).
 CREATE OR REPLACE FUNCTION conveyor.fn_job__claim_limited(
     queue         text,
     kinds         text[],
@@ -43,6 +44,7 @@ DECLARE
     v_counted boolean := false;
     v_key_caps boolean;
     v_key_free boolean;
+    v_key_rows boolean;
     v_pre     integer;
     v_per     integer;
 BEGIN
@@ -58,12 +60,15 @@ BEGIN
     v_pre := least(fn_job__claim_limited.batch, v_limit.max_in_progress,
                    CASE WHEN v_limit.rate IS NOT NULL
                         THEN ceil(fn_job__limit_burst(v_limit.rate, v_limit.per_seconds)) END);
+    -- Keys with limits of their own, as committed now (one set meanwhile counts from the next
+    -- claim on): without a job_key_limit row the second probe is not run.
+    v_key_rows := EXISTS (SELECT 1 FROM job_key_limit AS kl
+                           WHERE kl.queue = fn_job__claim_limited.queue);
     v_key_caps := v_limit.key_max_in_progress IS NOT NULL
-                  OR EXISTS (SELECT 1 FROM job_key_limit AS kl
-                              WHERE kl.queue = fn_job__claim_limited.queue
-                                AND kl.max_in_progress IS NOT NULL);
-    v_key_free := NOT v_key_caps AND NOT EXISTS (SELECT 1 FROM job_key_limit AS kl
-                                                  WHERE kl.queue = fn_job__claim_limited.queue);
+                  OR (v_key_rows AND EXISTS (SELECT 1 FROM job_key_limit AS kl
+                                              WHERE kl.queue = fn_job__claim_limited.queue
+                                                AND kl.max_in_progress IS NOT NULL));
+    v_key_free := NOT v_key_caps AND NOT v_key_rows;
     -- Without limits of its own every key with backlog gives at least one row (16 more for rows
     -- not ready yet or of other kinds); with them, some may give none.
     v_window := CASE WHEN v_key_free THEN v_pre + 16 ELSE 4 * fn_job__claim_limited.batch + 16 END;
@@ -186,17 +191,11 @@ BEGIN
     -- when the bucket is full again, so the worker claims then rather than at its next poll
     -- (fewer claims, each taking a burst, and no tokens lost to a full bucket meanwhile).
     v_by_rate := v_tokens IS NOT NULL AND v_allow = floor(v_tokens) AND v_allow < fn_job__claim_limited.batch;
-    IF v_allow <= 0 THEN
-        ids := '{}';
-        IF v_by_rate THEN  -- the time the bucket takes to refill to its burst
-            wait_seconds := (fn_job__limit_burst(v_limit.rate, v_limit.per_seconds) - v_tokens)
-                            * v_limit.per_seconds / v_limit.rate;
-        END IF;
-        RETURN;
-    END IF;
     v_window := 4 * v_allow + 16;
 
-    IF v_cand IS NOT NULL THEN  -- picked before the lock: the first of them, as allowed
+    IF v_allow <= 0 THEN
+        v_ids := '{}';
+    ELSIF v_cand IS NOT NULL THEN  -- picked before the lock: the first of them, as allowed
         v_ids := v_cand[1:v_allow];
         IF v_last IS NOT NULL AND cardinality(v_ids) < cardinality(v_cand) THEN
             SELECT jq.concurrency_key INTO v_last FROM job_queue AS jq
@@ -216,12 +215,13 @@ BEGIN
         END LOOP;
     END IF;
     ids := v_ids;
-    IF cardinality(v_ids) = 0 THEN
-        RETURN;
-    END IF;
     IF v_by_rate AND cardinality(v_ids) = v_allow THEN  -- all it allowed: more are waiting
+        -- the time the bucket takes to refill to its burst from what this claim left
         wait_seconds := (fn_job__limit_burst(v_limit.rate, v_limit.per_seconds)
                          - (v_tokens - cardinality(v_ids))) * v_limit.per_seconds / v_limit.rate;
+    END IF;
+    IF cardinality(v_ids) = 0 THEN
+        RETURN;  -- nothing claimed: no token spent, no bound to raise
     END IF;
 
     IF v_tokens IS NOT NULL OR v_last IS NOT NULL OR v_running IS NOT NULL THEN
