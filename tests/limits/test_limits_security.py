@@ -20,8 +20,9 @@ PHASE_8_FUNCTIONS = frozenset(
         "conveyor.fn_job__limit_tokens(numeric,timestamp with time zone,integer,numeric,"
         "timestamp with time zone)",
         "conveyor.fn_job__limit_burst(integer,numeric)",
-        "conveyor.fn_job__claim_keys(text,text[],text[],text[],text[],integer,integer,integer,integer,"
-        "boolean,timestamp with time zone)",
+        "conveyor.fn_job__claim_keys(text,text[],text[],text[],text,integer,integer,boolean,"
+        "timestamp with time zone)",
+        "conveyor.fn_job__limit_keys(text,text,integer)",
         "conveyor.fn_job__limit_check(text,integer,integer,numeric)",
         "conveyor.fn_job__limit_target(text,text,boolean,text)",
         "conveyor.fn_job__claim_rows(text,text[],text[],integer,integer,text[],text[])",

@@ -12,10 +12,10 @@
 --   per key   = least(allowance, key cap − key in progress, key tokens); the key cap is the
 --               key's job_key_limit row or the queue's key_max_in_progress (every key)
 -- Fairness (fn_job__claim_keys): keys with backlog are taken in turn, round robin from the
--- queue's cursor_key (the last key served). At most allowance + 16 keys are looked at per claim
--- (4 × allowance + 16 when keys have limits of their own, which may leave some with none: a
--- loose index scan of job_queue_key_idx), so a claim costs O(allowance), not O(keys) or
--- O(backlog).
+-- queue's cursor_key (the last key served), a turn being at most an eighth of the claim; each
+-- key's rows are locked as they are read, so claims at once take a key's next rows. A claim
+-- looks at about 10 keys (more only when those leave it short: a loose index scan of
+-- job_queue_key_idx), so it costs O(batch), not O(keys) or O(backlog).
 CREATE OR REPLACE FUNCTION conveyor.fn_job__claim_limited(
     queue         text,
     kinds         text[],
@@ -35,8 +35,6 @@ DECLARE
     v_tokens  numeric;
     v_allow   integer := fn_job__claim_limited.batch;
     v_running bigint;
-    v_window  integer;
-    v_keys    text[];
     v_ids     bigint[];
     v_cand    bigint[];
     v_last    text;
@@ -45,8 +43,8 @@ DECLARE
     v_key_caps boolean;
     v_key_free boolean;
     v_key_rows boolean;
+    v_keyed   boolean;
     v_pre     integer;
-    v_per     integer;
 BEGIN
     -- First without the lock: the keys with backlog after the cursor (a hint of fairness, read
     -- as committed), and with none, the rows to claim.
@@ -69,54 +67,22 @@ BEGIN
                                               WHERE kl.queue = fn_job__claim_limited.queue
                                                 AND kl.max_in_progress IS NOT NULL));
     v_key_free := NOT v_key_caps AND NOT v_key_rows;
-    -- Without limits of its own every key with backlog gives at least one row (16 more for rows
-    -- not ready yet or of other kinds); with them, some may give none.
-    v_window := CASE WHEN v_key_free THEN v_pre + 16 ELSE 4 * fn_job__claim_limited.batch + 16 END;
-    -- Keys with queued rows, in key order after the cursor, then from the start up to it.
-    v_keys := ARRAY(
-        WITH RECURSIVE k(key) AS (
-            (SELECT jq.concurrency_key
-               FROM job_queue AS jq
-              WHERE jq.status = 'queued' AND jq.queue = fn_job__claim_limited.queue
-                AND jq.concurrency_key IS NOT NULL
-                AND jq.concurrency_key > coalesce(v_limit.cursor_key, '')
-              ORDER BY jq.concurrency_key
-              LIMIT 1)
-            UNION ALL
-            SELECT (SELECT jq.concurrency_key
-                      FROM job_queue AS jq
-                     WHERE jq.status = 'queued' AND jq.queue = fn_job__claim_limited.queue
-                       AND jq.concurrency_key IS NOT NULL AND jq.concurrency_key > k.key
-                     ORDER BY jq.concurrency_key
-                     LIMIT 1)
-              FROM k
-             WHERE k.key IS NOT NULL
-        )
-        SELECT k.key FROM k WHERE k.key IS NOT NULL LIMIT v_window);
-    IF v_limit.cursor_key IS NOT NULL AND cardinality(v_keys) < v_window THEN
-        v_keys := v_keys || ARRAY(
-            WITH RECURSIVE k(key) AS (
-                (SELECT jq.concurrency_key
-                   FROM job_queue AS jq
-                  WHERE jq.status = 'queued' AND jq.queue = fn_job__claim_limited.queue
-                    AND jq.concurrency_key IS NOT NULL
-                  ORDER BY jq.concurrency_key
-                  LIMIT 1)
-                UNION ALL
-                SELECT (SELECT jq.concurrency_key
-                          FROM job_queue AS jq
-                         WHERE jq.status = 'queued' AND jq.queue = fn_job__claim_limited.queue
-                           AND jq.concurrency_key IS NOT NULL AND jq.concurrency_key > k.key
-                         ORDER BY jq.concurrency_key
-                         LIMIT 1)
-                  FROM k
-                 WHERE k.key IS NOT NULL AND k.key < v_limit.cursor_key
-            )
-            SELECT k.key FROM k WHERE k.key <= v_limit.cursor_key
-             LIMIT v_window - cardinality(v_keys));
+    IF v_key_free THEN
+        -- No key has limits of its own: the fair order needs nothing read under the lock. From
+        -- the cursor as committed now: claims running at once start from the same key and take
+        -- its next rows (a hint of fairness; the cursor moves under the lock).
+        SELECT k.ids, k.last_key INTO v_cand, v_last
+          FROM fn_job__claim_keys(fn_job__claim_limited.queue, fn_job__claim_limited.kinds,
+                                  fn_job__claim_limited.kind_exact,
+                                  fn_job__claim_limited.kind_prefixes, v_limit.cursor_key, v_pre,
+                                  NULL, false, clock_timestamp()) AS k;
+        v_keyed := v_cand IS NOT NULL;
+    ELSE
+        v_keyed := EXISTS (SELECT 1 FROM job_queue AS jq
+                            WHERE jq.status = 'queued' AND jq.queue = fn_job__claim_limited.queue
+                              AND jq.concurrency_key IS NOT NULL);
     END IF;
-
-    IF cardinality(v_keys) = 0 THEN
+    IF NOT v_keyed THEN
         -- No key has backlog: the queue's next rows in claim order, locked as the unlimited
         -- claim locks them (one index walk, no ranking, no second pass), before the limit's
         -- lock, so that claims wait for each other only to count and lease. At most what the
@@ -136,18 +102,6 @@ BEGIN
              ORDER BY jq.priority DESC, jq.run_at, jq.id
              LIMIT v_pre
                FOR UPDATE OF jq SKIP LOCKED);
-    ELSIF v_key_free THEN
-        -- No key has limits of its own: the fair order needs nothing read under the lock.
-        v_per := ceil(v_pre::numeric / cardinality(v_keys))::integer + 1;
-        LOOP  -- few rows of each key first; every key's full share if that left it short
-            SELECT k.ids, k.last_key INTO v_cand, v_last
-              FROM fn_job__claim_keys(fn_job__claim_limited.queue, fn_job__claim_limited.kinds,
-                                      fn_job__claim_limited.kind_exact,
-                                      fn_job__claim_limited.kind_prefixes, v_keys, v_pre,
-                                      4 * v_pre + 16, v_per, NULL, false, clock_timestamp()) AS k;
-            EXIT WHEN cardinality(v_cand) >= v_pre OR v_per >= v_pre;
-            v_per := v_pre;
-        END LOOP;
     END IF;
     IF cardinality(v_cand) = 0 THEN
         ids := '{}';  -- nothing ready: no lock taken, no token spent
@@ -191,28 +145,22 @@ BEGIN
     -- when the bucket is full again, so the worker claims then rather than at its next poll
     -- (fewer claims, each taking a burst, and no tokens lost to a full bucket meanwhile).
     v_by_rate := v_tokens IS NOT NULL AND v_allow = floor(v_tokens) AND v_allow < fn_job__claim_limited.batch;
-    v_window := 4 * v_allow + 16;
 
     IF v_allow <= 0 THEN
         v_ids := '{}';
     ELSIF v_cand IS NOT NULL THEN  -- picked before the lock: the first of them, as allowed
         v_ids := v_cand[1:v_allow];
         IF v_last IS NOT NULL AND cardinality(v_ids) < cardinality(v_cand) THEN
-            SELECT jq.concurrency_key INTO v_last FROM job_queue AS jq
+            SELECT coalesce(jq.concurrency_key, '') INTO v_last FROM job_queue AS jq
              WHERE jq.id = v_ids[cardinality(v_ids)];
         END IF;
     ELSE  -- keys with limits of their own: their counts and tokens are read under the lock
-        v_per := ceil(v_allow::numeric / least(cardinality(v_keys), v_window))::integer + 1;
-        LOOP  -- as above
-            SELECT k.ids, k.last_key INTO v_ids, v_last
-              FROM fn_job__claim_keys(fn_job__claim_limited.queue, fn_job__claim_limited.kinds,
-                                      fn_job__claim_limited.kind_exact,
-                                      fn_job__claim_limited.kind_prefixes, v_keys[1:v_window],
-                                      v_allow, v_window, v_per, v_limit.key_max_in_progress,
-                                      v_key_caps, v_now) AS k;
-            EXIT WHEN cardinality(v_ids) >= v_allow OR v_per >= v_allow;
-            v_per := v_allow;
-        END LOOP;
+        SELECT k.ids, k.last_key INTO v_ids, v_last
+          FROM fn_job__claim_keys(fn_job__claim_limited.queue, fn_job__claim_limited.kinds,
+                                  fn_job__claim_limited.kind_exact,
+                                  fn_job__claim_limited.kind_prefixes, v_limit.cursor_key, v_allow,
+                                  v_limit.key_max_in_progress, v_key_caps, v_now) AS k;
+        v_ids := coalesce(v_ids, '{}');  -- NULL: the keyed backlog went meanwhile
     END IF;
     ids := v_ids;
     IF v_by_rate AND cardinality(v_ids) = v_allow THEN  -- all it allowed: more are waiting

@@ -26,7 +26,8 @@ DROP FUNCTION conveyor.fn_job_enqueue(text, jsonb, text, integer, timestamptz, t
 DROP FUNCTION conveyor.fn_job_key_limit(text, text, integer, integer, numeric);
 DROP FUNCTION conveyor.fn_job_queue_limit(text, integer, integer, numeric);
 DROP FUNCTION conveyor.fn_job__claim_limited(text, text[], integer, text[], text[]);
-DROP FUNCTION conveyor.fn_job__claim_keys(text, text[], text[], text[], text[], integer, integer, integer, integer, boolean, timestamptz);
+DROP FUNCTION conveyor.fn_job__claim_keys(text, text[], text[], text[], text, integer, integer, boolean, timestamptz);
+DROP FUNCTION conveyor.fn_job__limit_keys(text, text, integer);
 DROP FUNCTION conveyor.fn_job__limit_check(text, integer, integer, numeric);
 DROP FUNCTION conveyor.fn_job__limit_target(text, text, boolean, text);
 DROP FUNCTION conveyor.fn_job__limit_tokens(numeric, timestamptz, integer, numeric, timestamptz);
@@ -43,6 +44,7 @@ $$;
 
 DROP TABLE conveyor.job_key_limit;
 DROP TABLE conveyor.job_queue_limit;
+DROP INDEX conveyor.job_queue_key_running_idx;
 DROP INDEX conveyor.job_queue_key_idx;
 ALTER TABLE conveyor.job_queue DROP CONSTRAINT job_queue_concurrency_key_check;
 ALTER TABLE conveyor.job_queue DROP COLUMN concurrency_key;

@@ -22,6 +22,11 @@ CREATE INDEX job_queue_key_idx ON conveyor.job_queue (queue, concurrency_key, pr
     WHERE status = 'queued' AND concurrency_key IS NOT NULL;
 COMMENT ON INDEX conveyor.job_queue_key_idx IS
     'Limited claims (phase 8): keys with backlog per queue and each key''s rows in claim order.';
+-- Keyed jobs in progress only: a claim under per-key caps counts the keys it looks at.
+CREATE INDEX job_queue_key_running_idx ON conveyor.job_queue (queue, concurrency_key)
+    WHERE status = 'in_progress' AND concurrency_key IS NOT NULL;
+COMMENT ON INDEX conveyor.job_queue_key_running_idx IS
+    'Limited claims under per-key caps (phase 8): jobs in progress per key.';
 
 CREATE TABLE conveyor.job_queue_limit (
     queue               text        NOT NULL,
@@ -80,6 +85,7 @@ GRANT ALL ON TABLE conveyor.job_queue_limit, conveyor.job_key_limit TO conveyor_
 \ir ../../functions/fn_job__limit_tokens.8.sql
 \ir ../../functions/fn_job__limit_check.8.sql
 \ir ../../functions/fn_job__limit_target.8.sql
+\ir ../../functions/fn_job__limit_keys.8.sql
 \ir ../../functions/fn_job__claim_keys.8.sql
 \ir ../../functions/fn_job__claim_limited.8.sql
 \ir ../../functions/fn_job__claim_rows.8.sql

@@ -32,13 +32,15 @@ SELECT 'objects: column, index, tables, view and functions of phase 8 exist',
                     ELSE to_regclass(x.name)::oid END AS oid
           FROM unnest(ARRAY[
                    'conveyor.job_queue.concurrency_key', 'conveyor.job_queue_key_idx',
+                   'conveyor.job_queue_key_running_idx',
                    'conveyor.job_queue_limit', 'conveyor.job_key_limit', 'conveyor.v_job_limits',
                    'conveyor.fn_job_queue_limit(text, integer, integer, numeric)',
                    'conveyor.fn_job_key_limit(text, text, integer, integer, numeric)',
                    'conveyor.fn_job__claim_limited(text, text[], integer, text[], text[])',
                    'conveyor.fn_job__limit_tokens(numeric, timestamptz, integer, numeric, timestamptz)',
                    'conveyor.fn_job__limit_burst(integer, numeric)',
-                   'conveyor.fn_job__claim_keys(text, text[], text[], text[], text[], integer, integer, integer, integer, boolean, timestamptz)',
+                   'conveyor.fn_job__claim_keys(text, text[], text[], text[], text, integer, integer, boolean, timestamptz)',
+                   'conveyor.fn_job__limit_keys(text, text, integer)',
                    'conveyor.fn_job__limit_check(text, integer, integer, numeric)',
                    'conveyor.fn_job__limit_target(text, text, boolean, text)',
                    'conveyor.fn_job_enqueue(text, jsonb, text, integer, timestamptz, text, integer, text)']) AS x(name)

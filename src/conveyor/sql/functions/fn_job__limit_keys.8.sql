@@ -1,0 +1,74 @@
+-- fn_job__limit_keys: private helper of fn_job__claim_keys (phase 8): the keys of a limited
+-- queue with queued jobs, in key order from the one after `after` (the queue's cursor_key: the
+-- last key served), at most n. When the walk passes the last key it wraps: a NULL marks the
+-- turn of jobs without a key (their place in the order is before the first key, cursor ''),
+-- then the keys from the first up to `after`. So a NULL in the answer means every key with
+-- backlog is in it. '{}' when no key has backlog. One descent of job_queue_key_idx per key (a
+-- loose index scan): O(n), not O(keys) or O(backlog).
+CREATE OR REPLACE FUNCTION conveyor.fn_job__limit_keys(
+    queue text,
+    after text,
+    n     integer
+) RETURNS text[]
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, conveyor, pg_temp
+AS $$
+DECLARE
+    v_after text := coalesce(fn_job__limit_keys.after, '');
+    v_keys  text[];
+BEGIN
+    v_keys := ARRAY(
+        WITH RECURSIVE k(key) AS (
+            (SELECT jq.concurrency_key
+               FROM job_queue AS jq
+              WHERE jq.status = 'queued' AND jq.queue = fn_job__limit_keys.queue
+                AND jq.concurrency_key IS NOT NULL AND jq.concurrency_key > v_after
+              ORDER BY jq.concurrency_key
+              LIMIT 1)
+            UNION ALL
+            SELECT (SELECT jq.concurrency_key
+                      FROM job_queue AS jq
+                     WHERE jq.status = 'queued' AND jq.queue = fn_job__limit_keys.queue
+                       AND jq.concurrency_key IS NOT NULL AND jq.concurrency_key > k.key
+                     ORDER BY jq.concurrency_key
+                     LIMIT 1)
+              FROM k
+             WHERE k.key IS NOT NULL
+        )
+        SELECT k.key FROM k WHERE k.key IS NOT NULL LIMIT fn_job__limit_keys.n);
+    IF cardinality(v_keys) >= fn_job__limit_keys.n THEN
+        RETURN v_keys;
+    END IF;
+    v_keys := v_keys || NULL::text;  -- wrapped: the keyless jobs' turn, then from the first key
+    IF v_after <> '' AND cardinality(v_keys) < fn_job__limit_keys.n THEN
+        v_keys := v_keys || ARRAY(
+            WITH RECURSIVE k(key) AS (
+                (SELECT jq.concurrency_key
+                   FROM job_queue AS jq
+                  WHERE jq.status = 'queued' AND jq.queue = fn_job__limit_keys.queue
+                    AND jq.concurrency_key IS NOT NULL
+                  ORDER BY jq.concurrency_key
+                  LIMIT 1)
+                UNION ALL
+                SELECT (SELECT jq.concurrency_key
+                          FROM job_queue AS jq
+                         WHERE jq.status = 'queued' AND jq.queue = fn_job__limit_keys.queue
+                           AND jq.concurrency_key IS NOT NULL AND jq.concurrency_key > k.key
+                         ORDER BY jq.concurrency_key
+                         LIMIT 1)
+                  FROM k
+                 WHERE k.key IS NOT NULL AND k.key < v_after
+            )
+            SELECT k.key FROM k WHERE k.key <= v_after
+             LIMIT fn_job__limit_keys.n - cardinality(v_keys));
+    END IF;
+    IF cardinality(v_keys) = 1 THEN
+        RETURN '{}';  -- only the wrap: no key has backlog
+    END IF;
+    RETURN v_keys;
+END;
+$$;
+REVOKE ALL ON FUNCTION conveyor.fn_job__limit_keys(text, text, integer) FROM PUBLIC;
+COMMENT ON FUNCTION conveyor.fn_job__limit_keys(text, text, integer) IS
+    'Private: up to n keys of a queue with queued jobs, in key order after a cursor, wrapping (a NULL marks the keyless jobs'' turn); ''{}'' when no key has backlog.';
