@@ -142,6 +142,62 @@ def test_keys_are_served_round_robin_across_claims_of_one(sql: Conn, queue: str)
     assert order == ["a", "b", "c", "a", "b", "c"]
 
 
+def test_a_claim_takes_a_turn_of_an_eighth_of_its_batch_per_key_and_shares_few_keys_evenly(
+    sql: Conn, queue: str
+) -> None:
+    for n in range(20):
+        enqueue(sql, queue, 20, f"many-{n:02}")
+    scalar(sql, "SELECT fn_job_queue_limit(%s, max_in_progress => 1000)", (queue,))
+
+    many = keys_of(sql, claim(sql, queue, 16))
+
+    # a turn is 2 of 16; the claim looks at 10 keys, each gives its first, then 6 their second
+    assert sorted(many.count(k) for k in set(many)) == [1] * 4 + [2] * 6
+
+    other = queue + "-few"
+    enqueue(sql, other, 20, "a")
+    enqueue(sql, other, 20, "b")
+    scalar(sql, "SELECT fn_job_queue_limit(%s, max_in_progress => 1000)", (other,))
+
+    few = keys_of(sql, claim(sql, other, 16))
+
+    assert (few.count("a"), few.count("b")) == (8, 8)
+
+
+def test_claims_at_once_take_each_keys_next_rows_not_each_others(
+    sql: Conn, queue: str, limits_dsn: str
+) -> None:
+    for key in ("a", "b", "c", "d"):
+        enqueue(sql, queue, 20, key)
+    scalar(sql, "SELECT fn_job_queue_limit(%s, max_in_progress => 1000)", (queue,))
+
+    # Another claim between its pick (before the queue's lock) and its commit: the rows it
+    # picked stay locked while its transaction is open.
+    with psycopg.connect(limits_dsn, options="-c search_path=conveyor,public") as other:
+        held = scalar(
+            other,
+            "SELECT ids FROM fn_job__claim_keys(%s, NULL, NULL, NULL, NULL, 8, NULL, false, now())",
+            (queue,),
+        )
+        taken = claim(sql, queue, 8)
+        other.rollback()
+
+    assert len(held) == len(taken) == 8
+    assert not set(held) & {j["job_id"] for j in taken}
+    assert sorted(keys_of(sql, taken)) == ["a", "a", "b", "b", "c", "c", "d", "d"]
+
+
+def test_jobs_without_a_key_take_their_turn_among_the_keys(sql: Conn, queue: str) -> None:
+    for key in ("a", "b", "c"):
+        enqueue(sql, queue, 10, key)
+    enqueue(sql, queue, 10)  # no key
+    scalar(sql, "SELECT fn_job_queue_limit(%s, max_in_progress => 1000)", (queue,))
+
+    rounds = [keys_of(sql, claim(sql, queue, 4)) for _ in range(5)]
+
+    assert all(sorted(r, key=str) == [None, "a", "b", "c"] for r in rounds), rounds
+
+
 def test_the_in_progress_bound_counts_again_once_jobs_finish_near_the_cap(
     sql: Conn, queue: str
 ) -> None:

@@ -5,9 +5,10 @@
 -- The queue's limit row is locked FOR UPDATE, so limited claims of one queue count, lease and
 -- commit one after the other: the in-progress figure each one reads includes every earlier
 -- claim, and no number of workers can overrun a cap. The rows are picked before that lock (and
--- an empty queue takes none) unless a key has limits of its own, whose counts and tokens must be
--- read under it. In progress means status in_progress: a job whose lease expired keeps its slot
--- until fn_job_lease_reaper requeues it.
+-- an empty queue takes none); keys' own caps and rates are checked under it, and when the rows
+-- would take a key past its own, they are picked again under the lock, with the keys' counts and
+-- tokens. In progress means status in_progress: a job whose lease expired keeps its slot until
+-- fn_job_lease_reaper requeues it.
 --   allowance = least(batch, max_in_progress − in progress, queue tokens)
 --   per key   = least(allowance, key cap − key in progress, key tokens); the key cap is the
 --               key's job_key_limit row or the queue's key_max_in_progress (every key)
@@ -41,13 +42,10 @@ DECLARE
     v_by_rate boolean;
     v_counted boolean := false;
     v_key_caps boolean;
-    v_key_free boolean;
     v_key_rows boolean;
-    v_keyed   boolean;
     v_pre     integer;
 BEGIN
-    -- First without the lock: the keys with backlog after the cursor (a hint of fairness, read
-    -- as committed), and with none, the rows to claim.
+    -- First without the lock: the limits as committed now, and the rows to claim.
     SELECT l.* INTO v_limit
       FROM job_queue_limit AS l
      WHERE l.queue = fn_job__claim_limited.queue;
@@ -66,23 +64,15 @@ BEGIN
                   OR (v_key_rows AND EXISTS (SELECT 1 FROM job_key_limit AS kl
                                               WHERE kl.queue = fn_job__claim_limited.queue
                                                 AND kl.max_in_progress IS NOT NULL));
-    v_key_free := NOT v_key_caps AND NOT v_key_rows;
-    IF v_key_free THEN
-        -- No key has limits of its own: the fair order needs nothing read under the lock. From
-        -- the cursor as committed now: claims running at once start from the same key and take
-        -- its next rows (a hint of fairness; the cursor moves under the lock).
-        SELECT k.ids, k.last_key INTO v_cand, v_last
-          FROM fn_job__claim_keys(fn_job__claim_limited.queue, fn_job__claim_limited.kinds,
-                                  fn_job__claim_limited.kind_exact,
-                                  fn_job__claim_limited.kind_prefixes, v_limit.cursor_key, v_pre,
-                                  NULL, false, clock_timestamp()) AS k;
-        v_keyed := v_cand IS NOT NULL;
-    ELSE
-        v_keyed := EXISTS (SELECT 1 FROM job_queue AS jq
-                            WHERE jq.status = 'queued' AND jq.queue = fn_job__claim_limited.queue
-                              AND jq.concurrency_key IS NOT NULL);
-    END IF;
-    IF NOT v_keyed THEN
+    -- The rows in fair order, keys' own limits not applied yet (they are read under the lock):
+    -- from the cursor as committed now, so claims running at once start from the same key and
+    -- take its next rows (a hint of fairness; the cursor moves under the lock).
+    SELECT k.ids, k.last_key INTO v_cand, v_last
+      FROM fn_job__claim_keys(fn_job__claim_limited.queue, fn_job__claim_limited.kinds,
+                              fn_job__claim_limited.kind_exact,
+                              fn_job__claim_limited.kind_prefixes, v_limit.cursor_key, v_pre,
+                              NULL, false, clock_timestamp()) AS k;
+    IF v_cand IS NULL THEN
         -- No key has backlog: the queue's next rows in claim order, locked as the unlimited
         -- claim locks them (one index walk, no ranking, no second pass), before the limit's
         -- lock, so that claims wait for each other only to count and lease. At most what the
@@ -148,19 +138,35 @@ BEGIN
 
     IF v_allow <= 0 THEN
         v_ids := '{}';
-    ELSIF v_cand IS NOT NULL THEN  -- picked before the lock: the first of them, as allowed
+    ELSE  -- the first of the rows picked before the lock, as allowed
         v_ids := v_cand[1:v_allow];
-        IF v_last IS NOT NULL AND cardinality(v_ids) < cardinality(v_cand) THEN
+        IF (v_key_caps OR v_key_rows) AND EXISTS (
+                SELECT 1
+                  FROM (SELECT jq.concurrency_key AS key, count(*) AS n
+                          FROM job_queue AS jq
+                         WHERE jq.id = ANY (v_ids) AND jq.concurrency_key IS NOT NULL
+                         GROUP BY jq.concurrency_key) AS t
+                  LEFT JOIN job_key_limit AS kl
+                         ON kl.queue = fn_job__claim_limited.queue AND kl.concurrency_key = t.key
+                 WHERE t.n > least(
+                           coalesce(kl.max_in_progress, v_limit.key_max_in_progress)
+                           - (SELECT count(*) FROM job_queue AS r
+                               WHERE r.status = 'in_progress' AND r.queue = fn_job__claim_limited.queue
+                                 AND r.concurrency_key = t.key),
+                           floor(fn_job__limit_tokens(kl.tokens, kl.refilled_at, kl.rate,
+                                                      kl.per_seconds, v_now)))) THEN
+            -- A key would pass its own cap or rate: pick again under the lock, with the keys'
+            -- counts and tokens (the rows already locked come back to this transaction).
+            SELECT k.ids, k.last_key INTO v_ids, v_last
+              FROM fn_job__claim_keys(fn_job__claim_limited.queue, fn_job__claim_limited.kinds,
+                                      fn_job__claim_limited.kind_exact,
+                                      fn_job__claim_limited.kind_prefixes, v_limit.cursor_key,
+                                      v_allow, v_limit.key_max_in_progress, v_key_caps, v_now) AS k;
+            v_ids := coalesce(v_ids, '{}');  -- NULL: the keyed backlog went meanwhile
+        ELSIF v_last IS NOT NULL AND cardinality(v_ids) < cardinality(v_cand) THEN
             SELECT coalesce(jq.concurrency_key, '') INTO v_last FROM job_queue AS jq
              WHERE jq.id = v_ids[cardinality(v_ids)];
         END IF;
-    ELSE  -- keys with limits of their own: their counts and tokens are read under the lock
-        SELECT k.ids, k.last_key INTO v_ids, v_last
-          FROM fn_job__claim_keys(fn_job__claim_limited.queue, fn_job__claim_limited.kinds,
-                                  fn_job__claim_limited.kind_exact,
-                                  fn_job__claim_limited.kind_prefixes, v_limit.cursor_key, v_allow,
-                                  v_limit.key_max_in_progress, v_key_caps, v_now) AS k;
-        v_ids := coalesce(v_ids, '{}');  -- NULL: the keyed backlog went meanwhile
     END IF;
     ids := v_ids;
     IF v_by_rate AND cardinality(v_ids) = v_allow THEN  -- all it allowed: more are waiting
@@ -181,8 +187,8 @@ BEGIN
                bound_at = CASE WHEN v_counted THEN v_now ELSE l.bound_at END
          WHERE l.queue = fn_job__claim_limited.queue;
     END IF;
-    IF v_cand IS NOT NULL THEN
-        RETURN;  -- picked before the lock: no key has a bucket to spend
+    IF NOT v_key_rows THEN
+        RETURN;  -- no key has a bucket to spend
     END IF;
     UPDATE job_key_limit AS kl
        SET tokens = fn_job__limit_tokens(kl.tokens, kl.refilled_at, kl.rate, kl.per_seconds, v_now) - t.n,
