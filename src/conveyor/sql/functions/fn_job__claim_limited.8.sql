@@ -29,6 +29,13 @@ CREATE OR REPLACE FUNCTION conveyor.fn_job__claim_limited(
 LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, conveyor, pg_temp
+-- Its plans and its helpers' are generic (fn_job__claim_rows pins them), made without the
+-- queue's or the cursor's value, and a table's statistics can make a bitmap scan of a whole key
+-- or queue and a sort look cheap (all keys NULL, say): every read here must be an ordered index
+-- walk that stops after a few rows. Parallel and JIT-compiled plans cost more than the claim.
+SET enable_bitmapscan = off
+SET max_parallel_workers_per_gather = 0
+SET jit = off
 AS $$
 DECLARE
     v_limit   job_queue_limit%ROWTYPE;

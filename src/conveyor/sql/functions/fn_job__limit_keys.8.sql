@@ -4,7 +4,7 @@
 -- turn of jobs without a key (their place in the order is before the first key, cursor ''),
 -- then the keys from the first up to `after`. So a NULL in the answer means every key with
 -- backlog is in it. '{}' when no key has backlog. One descent of job_queue_key_idx per key (a
--- loose index scan): O(n), not O(keys) or O(backlog).
+-- loose index scan): O(n), not O(keys) or O(backlog), whatever the table's statistics say.
 CREATE OR REPLACE FUNCTION conveyor.fn_job__limit_keys(
     queue text,
     after text,
@@ -13,6 +13,10 @@ CREATE OR REPLACE FUNCTION conveyor.fn_job__limit_keys(
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, conveyor, pg_temp
+-- Its plans are generic (fn_job__claim_rows pins them; fn_job__claim_limited, its caller's
+-- caller, leaves no bitmap, parallel or JIT plan): no sort either, or a step could sort every
+-- row of the keys after the cursor; only the ordered index walk is left.
+SET enable_sort = off
 AS $$
 DECLARE
     v_after text := coalesce(fn_job__limit_keys.after, '');
