@@ -184,7 +184,7 @@ def test_claims_at_once_take_each_keys_next_rows_not_each_others(
 
     assert len(held) == len(taken) == 8
     assert not set(held) & {j["job_id"] for j in taken}
-    assert sorted(keys_of(sql, taken)) == ["a", "a", "b", "b", "c", "c", "d", "d"]
+    assert sorted(keys_of(sql, taken), key=str) == ["a", "a", "b", "b", "c", "c", "d", "d"]
 
 
 def test_jobs_without_a_key_take_their_turn_among_the_keys(sql: Conn, queue: str) -> None:
