@@ -179,3 +179,44 @@ def test_the_seeded_backlog_is_large_enough_to_expose_a_scan(backlog: str) -> No
 
     assert queued == READY + FUTURE + OTHER
     assert pages > 1000  # a full read would cost far more buffers than the bounds above
+
+
+def test_the_claim_is_never_jit_compiled_however_costly_its_generic_plan_looks(
+    backlog: str,
+) -> None:
+    # The generic plan reckons LIMIT batch at a tenth of the queue: past ~300,000 ready jobs its
+    # cost passed jit_above_cost, and every claim spent ~18 ms compiling a 2 ms statement. Here
+    # the thresholds are 0, so any statement would be compiled unless the claim turns JIT off.
+    with psycopg.connect(backlog, autocommit=True, options=SEARCH_PATH_OPTION) as conn:
+        if not scalar(conn, "SELECT pg_jit_available()"):
+            pytest.skip("this server has no JIT provider: nothing to compile")
+        compiled: list[str] = []
+        conn.add_notice_handler(
+            lambda diagnostic: compiled.append(diagnostic.message_primary or "")
+        )
+        conn.execute("LOAD 'auto_explain'")
+        for setting in (
+            "jit = on",
+            "jit_above_cost = 0",
+            "jit_inline_above_cost = 0",
+            "jit_optimize_above_cost = 0",
+            "auto_explain.log_min_duration = 0",
+            "auto_explain.log_analyze = on",
+            "auto_explain.log_nested_statements = on",
+            "auto_explain.log_level = notice",
+        ):
+            conn.execute(f"SET {setting}")
+        conn.execute("SELECT count(*) FROM job_queue WHERE queue = 'plan-other'")
+        assert any("JIT:" in notice for notice in compiled)  # the session does compile
+        compiled.clear()
+
+        for _ in range(CALLS):
+            with conn.transaction(force_rollback=True):
+                answer = scalar(
+                    conn, "SELECT fn_job_claim(worker => 'w', queues => '{plan}', batch => 100)"
+                )
+                assert len(answer["jobs"]) == 100
+
+    inside = [notice for notice in compiled if "job_queue" in notice]
+    assert inside, "auto_explain reported no statement of the claim"
+    assert not [notice for notice in inside if "JIT:" in notice]

@@ -19,7 +19,10 @@
 -- per session, and generic (plan_cache_mode): a custom plan was re-planned on every call (the
 -- generic estimate for LIMIT batch never looked cheaper), ~0.5 ms a claim, and the UPDATE finds
 -- the picked rows by id = ANY (ARRAY(…)) so the generic plan probes the primary key instead of
--- hash-joining a sequential scan (bench/results/perf2-20261203.md).
+-- hash-joining a sequential scan (bench/results/perf2-20261203.md). JIT off: the generic plan
+-- reckons a LIMIT parameter at a tenth of the queue, so past ~300,000 ready jobs its cost passed
+-- jit_above_cost and every claim JIT-compiled its statement, ~18 ms against ~2 ms of work
+-- (bench/results/perf4-20261204.md).
 CREATE OR REPLACE FUNCTION conveyor.fn_job__claim_rows(
     worker        text,
     queues        text[],
@@ -33,6 +36,7 @@ LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, conveyor, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET jit = off
 AS $$
 DECLARE
     v_queues text[] := fn_job__claim_rows.queues;

@@ -21,6 +21,7 @@ LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, conveyor, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET jit = off
 AS $$
 DECLARE
     v_queues  text[] := fn_job__claim_rows.queues;
