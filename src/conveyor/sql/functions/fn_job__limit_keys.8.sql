@@ -20,38 +20,17 @@ SET enable_sort = off
 AS $$
 DECLARE
     v_after text := coalesce(fn_job__limit_keys.after, '');
-    v_keys  text[];
+    v_keys  text[] := '{}';
+    v_from  text := v_after;  -- walk keys > v_from (and <= v_to when set)
+    v_to    text;
 BEGIN
-    v_keys := ARRAY(
-        WITH RECURSIVE k(key) AS (
-            (SELECT jq.concurrency_key
-               FROM job_queue AS jq
-              WHERE jq.status = 'queued' AND jq.queue = fn_job__limit_keys.queue
-                AND jq.concurrency_key IS NOT NULL AND jq.concurrency_key > v_after
-              ORDER BY jq.concurrency_key
-              LIMIT 1)
-            UNION ALL
-            SELECT (SELECT jq.concurrency_key
-                      FROM job_queue AS jq
-                     WHERE jq.status = 'queued' AND jq.queue = fn_job__limit_keys.queue
-                       AND jq.concurrency_key IS NOT NULL AND jq.concurrency_key > k.key
-                     ORDER BY jq.concurrency_key
-                     LIMIT 1)
-              FROM k
-             WHERE k.key IS NOT NULL
-        )
-        SELECT k.key FROM k WHERE k.key IS NOT NULL LIMIT fn_job__limit_keys.n);
-    IF cardinality(v_keys) >= fn_job__limit_keys.n THEN
-        RETURN v_keys;
-    END IF;
-    v_keys := v_keys || NULL::text;  -- wrapped: the keyless jobs' turn, then from the first key
-    IF v_after <> '' AND cardinality(v_keys) < fn_job__limit_keys.n THEN
+    LOOP  -- after the cursor to the last key; wrapped, from the first key up to the cursor
         v_keys := v_keys || ARRAY(
             WITH RECURSIVE k(key) AS (
                 (SELECT jq.concurrency_key
                    FROM job_queue AS jq
                   WHERE jq.status = 'queued' AND jq.queue = fn_job__limit_keys.queue
-                    AND jq.concurrency_key IS NOT NULL
+                    AND jq.concurrency_key IS NOT NULL AND jq.concurrency_key > v_from
                   ORDER BY jq.concurrency_key
                   LIMIT 1)
                 UNION ALL
@@ -62,12 +41,17 @@ BEGIN
                          ORDER BY jq.concurrency_key
                          LIMIT 1)
                   FROM k
-                 WHERE k.key IS NOT NULL AND k.key < v_after
+                 WHERE k.key IS NOT NULL AND (v_to IS NULL OR k.key < v_to)
             )
-            SELECT k.key FROM k WHERE k.key <= v_after
+            SELECT k.key FROM k WHERE k.key IS NOT NULL AND (v_to IS NULL OR k.key <= v_to)
              LIMIT fn_job__limit_keys.n - cardinality(v_keys));
-    END IF;
-    IF cardinality(v_keys) = 1 THEN
+        EXIT WHEN cardinality(v_keys) >= fn_job__limit_keys.n OR v_to IS NOT NULL;
+        v_keys := v_keys || NULL::text;  -- wrapped: the keyless jobs' turn, then from the first key
+        EXIT WHEN v_after = '' OR cardinality(v_keys) >= fn_job__limit_keys.n;
+        v_from := '';
+        v_to := v_after;
+    END LOOP;
+    IF cardinality(v_keys) = 1 AND v_keys[1] IS NULL THEN
         RETURN '{}';  -- only the wrap: no key has backlog
     END IF;
     RETURN v_keys;
