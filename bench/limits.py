@@ -164,6 +164,24 @@ def median(runs: list[Measurement]) -> float | None:
     return statistics.median(rates) if rates else None
 
 
+def claim_ids(conn: psycopg.Connection[Any], batch: int) -> list[int]:
+    """The ids fn_job_claim(batch => *batch*) leases on *conn*."""
+    row = conn.execute(
+        "SELECT conveyor.fn_job_claim(worker => 'bench', batch => %s)", (batch,)
+    ).fetchone()
+    assert row is not None
+    return [int(job["job_id"]) for job in row[0]["jobs"]]
+
+
+def finish(conn: psycopg.Connection[Any], ids: list[int]) -> None:
+    """Mark *ids* done by a plain UPDATE (the claim is what is measured, not the completion)."""
+    conn.execute(
+        "UPDATE conveyor.job_queue SET status = 'succeeded', finished_at = now()"
+        " WHERE id = ANY(%s)",
+        (ids,),
+    )
+
+
 def claim_latency(dsns: dict[str, str], rounds: int, calls: int) -> dict[str, float]:
     """Median ms of fn_job_claim(batch => 32) on one connection per database (each batch then
     marked done), the databases taken in turn block by block; "cap" has a cap far above."""
@@ -180,18 +198,10 @@ def claim_latency(dsns: dict[str, str], rounds: int, calls: int) -> dict[str, fl
             for name, conn in conns.items():
                 for n in range(calls):
                     started = time.perf_counter()
-                    row = conn.execute(
-                        "SELECT conveyor.fn_job_claim(worker => 'bench', batch => 32)"
-                    ).fetchone()
+                    ids = claim_ids(conn, 32)
                     if n >= 20:  # past the plan cache's first calls
                         samples[name].append(time.perf_counter() - started)
-                    assert row is not None
-                    ids = [int(job["job_id"]) for job in row[0]["jobs"]]
-                    conn.execute(
-                        "UPDATE conveyor.job_queue SET status = 'succeeded', finished_at = now()"
-                        " WHERE id = ANY(%s)",
-                        (ids,),
-                    )
+                    finish(conn, ids)
     finally:
         for conn in conns.values():
             conn.close()

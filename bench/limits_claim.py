@@ -26,7 +26,7 @@ from typing import LiteralString
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.limits, as mypy names it
-from bench.limits import CLEAR, KEYED, backlog, scratch
+from bench.limits import CLEAR, KEYED, backlog, claim_ids, finish, scratch
 
 BATCH = 32
 LIMITS: dict[str, LiteralString | None] = {
@@ -53,17 +53,9 @@ def run(dsn: str, limit: LiteralString | None, keys: int, calls: int, connection
             for n in range(calls):
                 started = time.perf_counter()
                 with conn.transaction():
-                    row = conn.execute(
-                        "SELECT conveyor.fn_job_claim(worker => 'bench', batch => %s)", (BATCH,)
-                    ).fetchone()
-                    assert row is not None
-                    ids = [int(job["job_id"]) for job in row[0]["jobs"]]
-                    conn.execute(
-                        "UPDATE conveyor.job_queue SET status = 'succeeded', finished_at = now()"
-                        " WHERE id = ANY(%s)",
-                        (ids,),
-                    )
-                if n >= 20:  # past the plan cache's first calls
+                    ids = claim_ids(conn, BATCH)
+                    finish(conn, ids)
+                if n >= min(20, calls // 2):  # past the plan cache's first calls
                     took.append(time.perf_counter() - started)
                 rows.append(len(ids))
 
@@ -88,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
+    if args.calls < 4:
+        parser.error(f"--calls is {args.calls}; it must be at least 4")
     with scratch(args.dsn, (0, 1, 2, 3, 4, 8), "claim") as dsn:
         for connections in (1, args.connections):
             calls = args.calls if connections == 1 else args.calls // 2
