@@ -11,7 +11,7 @@ import asyncio
 import importlib
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -105,10 +105,11 @@ class Handler:
     func: HandlerFunc
     timeout: float | None
     transactional: bool
+    # Asked once, not per job (inspect.iscoroutinefunction costs ~1 µs a call).
+    is_async: bool = field(init=False)
 
-    @property
-    def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.func)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.func))
 
 
 class Registry:

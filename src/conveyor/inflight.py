@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 from conveyor.handlers import JobContext
 from conveyor.jobs import ClaimedJob
@@ -21,7 +20,7 @@ class RunningJob:
     context: JobContext
     lease: Lease
     task: asyncio.Task[None] | None = None  # running the handler, then recording its outcome
-    handler: asyncio.Future[Any] | None = None  # the handler alone: what a lost lease cancels
+    in_handler: bool = False  # the task is inside the handler: what a lost lease cancels
     lease_lost: bool = False
     cancel_requested: bool = False
 

@@ -38,7 +38,8 @@ class Invoker:
         runner = self._run_transactional if handler.transactional else self._run_plain
         if handler.timeout is None:
             return await runner(handler, context)
-        return await asyncio.wait_for(runner(handler, context), handler.timeout)
+        async with asyncio.timeout(handler.timeout):  # in the job's task: no task of its own
+            return await runner(handler, context)
 
     async def close(self) -> None:
         """Stop taking work (running threads finish on their own) and close the pools."""

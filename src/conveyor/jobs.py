@@ -189,10 +189,11 @@ _CLAIMED_AT: LiteralString = """
     ) || jsonb_build_object('claimed_at', now())"""
 # A worker's completions and its next claim in one round trip and one transaction: the CTE is
 # materialized before the claim is evaluated, so the jobs are completed first (and the claim,
-# running after them, may be handed the slots they free). Two calls of the API, nothing else.
+# running after them, may be handed the slots they free). Two calls of the API, nothing else;
+# the arrays in binary, as in COMPLETE_MANY_SQL.
 _COMPLETE_THEN: LiteralString = """
     WITH completion AS MATERIALIZED (
-        SELECT conveyor.fn_job_complete_many(job_ids => %s::bigint[], lease_tokens => %s::uuid[])
+        SELECT conveyor.fn_job_complete_many(job_ids => %b::bigint[], lease_tokens => %b::uuid[])
                AS answer
     )
     SELECT jsonb_build_object('complete', c.answer, 'claim', """
@@ -299,10 +300,12 @@ def complete(conn: Conn, job_id: int, lease_token: UUID, result: JsonObject | No
     call(conn, *complete_statement(job_id, lease_token, result))
 
 
+# The arrays go in binary (%b): psycopg dumps 100 ids and tokens in ~50 µs that way, against
+# ~290 µs as text: ~2.4 µs a job of the worker's completions.
 COMPLETE_MANY_SQL: LiteralString = """
     SELECT conveyor.fn_job_complete_many(
-        job_ids => %s::bigint[],
-        lease_tokens => %s::uuid[]
+        job_ids => %b::bigint[],
+        lease_tokens => %b::uuid[]
     )
 """
 

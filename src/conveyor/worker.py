@@ -285,10 +285,14 @@ class Worker:
     async def _invoke(self, handler: Handler, entry: RunningJob) -> Any:
         if entry.lease_lost or entry.cancel_requested:
             raise asyncio.CancelledError
-        # Its own future, so a lease event cancels the handler only: once the handler has
-        # returned, recording its outcome runs to the end (the SQL fences a lost lease).
-        entry.handler = asyncio.ensure_future(self._invoker.invoke(handler, entry.context))
-        return await entry.handler
+        # A lease event cancels the job's task only while it is inside the handler: once the
+        # handler has returned, recording its outcome runs to the end (the SQL fences a lost
+        # lease). One task per job, not a second one for the handler (~4 µs a job).
+        entry.in_handler = True
+        try:
+            return await self._invoker.invoke(handler, entry.context)
+        finally:
+            entry.in_handler = False
 
     async def _after_cancel(self, entry: RunningJob) -> None:
         job = entry.job
@@ -320,8 +324,8 @@ class Worker:
     @staticmethod
     def _cancel_handler(entry: RunningJob) -> None:
         """Cancel a running handler; a job already recording its outcome is left to finish."""
-        if entry.handler is not None and not entry.handler.done():
-            entry.handler.cancel()
+        if entry.in_handler and entry.task is not None:
+            entry.task.cancel()
 
     async def _drain(self) -> None:
         async with (
